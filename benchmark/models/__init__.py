@@ -1,0 +1,113 @@
+"""Model adapters (`MODELS` registry, entry-point group `wmbench.models`) and model cards.
+
+A model card (`baselines/*.yaml`) names an adapter, its arguments and a citation. `--model`
+takes a card name, a card path, or an adapter name.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import SpecError, WmbenchError
+from ..registry import Registry, did_you_mean
+from ..yamlspec import build, content_hash, read_yaml, to_dict
+from .base import CAPABILITIES, TASK_CAPABILITY, Model
+
+MODELS: Registry = Registry("model adapter", "wmbench.models")
+MODELS.register("copy", "benchmark.models.baselines:CopyModel")
+MODELS.register("blur", "benchmark.models.baselines:BlurModel")
+MODELS.register("oracle", "benchmark.models.baselines:OracleModel")
+MODELS.register("majority", "benchmark.models.baselines:MajorityModel")
+
+CARDS_DIR = Path(__file__).resolve().parents[2] / "baselines"
+
+__all__ = ["MODELS", "Model", "ModelCard", "CAPABILITIES", "TASK_CAPABILITY", "resolve_card",
+           "discover_cards", "instantiate", "parse_model_args"]
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    name: str
+    adapter: str
+    args: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+    citation: str = ""
+    url: str = ""
+    suites: list[str] = field(default_factory=list)
+    path: str = field(default="", compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = to_dict(self)
+        data.pop("path")
+        return data
+
+    @property
+    def fingerprint(self) -> str:
+        return content_hash({"adapter": self.adapter, "args": self.args})
+
+
+def load_card(path: str | os.PathLike) -> ModelCard:
+    path = Path(path)
+    card = build(ModelCard, read_yaml(path), path)
+    if card.adapter not in MODELS:
+        raise SpecError(path, "adapter", f"unknown adapter '{card.adapter}'"
+                        f"{did_you_mean(card.adapter, MODELS.names())}; known: {', '.join(MODELS.names())}")
+    return ModelCard(**{**card.to_dict(), "path": str(path)})
+
+
+def discover_cards(folder: Path = CARDS_DIR) -> dict[str, ModelCard]:
+    cards = {}
+    for path in sorted(folder.glob("*.yaml")):
+        card = load_card(path)
+        cards.setdefault(card.name, card)
+    return cards
+
+
+def parse_model_args(text: str | None) -> dict[str, Any]:
+    """"k=v,k2=v2" -> dict, values parsed as YAML scalars (numbers, booleans, null, strings)."""
+    import yaml
+
+    args: dict[str, Any] = {}
+    for part in filter(None, (p.strip() for p in (text or "").split(","))):
+        key, sep, value = part.partition("=")
+        if not sep or not key.strip():
+            raise WmbenchError(f"--model-args: expected key=value, got '{part}'")
+        args[key.strip()] = yaml.safe_load(value) if value.strip() else ""
+    return args
+
+
+def resolve_card(selector: str, model_args: dict[str, Any] | None = None) -> ModelCard:
+    """A card path, a card name from baselines/, or a bare adapter name -> card (args merged)."""
+    if selector.endswith((".yaml", ".yml")):
+        card = load_card(selector)
+    else:
+        cards = discover_cards()
+        if selector in cards:
+            card = cards[selector]
+        elif selector in MODELS:
+            card = ModelCard(name=selector, adapter=selector)
+        else:
+            names = sorted(set(cards) | set(MODELS.names()))
+            raise WmbenchError(f"unknown model '{selector}'{did_you_mean(selector, names)}; "
+                               f"known: {', '.join(names)} (or pass a card .yaml)")
+    if model_args:
+        card = ModelCard(**{**card.to_dict(), "args": {**card.args, **model_args}, "path": card.path})
+    return card
+
+
+def adapter_class(card: ModelCard) -> type[Model]:
+    cls = MODELS.get(card.adapter)
+    if not (isinstance(cls, type) and issubclass(cls, Model)):
+        raise WmbenchError(f"adapter '{card.adapter}' ({cls!r}) is not a benchmark.models.Model subclass")
+    return cls
+
+
+def instantiate(card: ModelCard) -> Model:
+    cls = adapter_class(card)
+    try:
+        return cls(**card.args)
+    except TypeError as exc:
+        raise WmbenchError(f"model '{card.name}': bad model args {card.args}: {exc}") from exc

@@ -1,0 +1,166 @@
+"""Task specs: typed `TaskSpec` built from YAML files in `tasks/`, and the task registry.
+
+A task says *what* is evaluated: a dataset (format + subfolder of the data dir + split +
+options), the frame-selection rule, the prompt template, the metrics, a default limit and seed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import string
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from .data.frames import FrameSelection
+from .errors import SpecError, WmbenchError
+from .registry import did_you_mean
+from .yamlspec import build, content_hash, read_yaml, to_dict
+
+TASKS_DIR = Path(__file__).resolve().parent.parent / "tasks"
+PROMPT_FIELDS = {"fdp": {"action"}, "idp": set()}
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    format: str
+    subfolder: str
+    split: str = "test"
+    options: dict[str, Any] = field(default_factory=dict)
+    generator: str | None = None  # built-in generator that writes the data on first use
+    generator_options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        sub = Path(self.subfolder)
+        if sub.is_absolute() or ".." in sub.parts or not self.subfolder.strip():
+            raise ValueError("subfolder: must be a relative folder inside the data dir, "
+                             f"without '..' (got {self.subfolder!r})")
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    name: str
+    kind: Literal["fdp", "idp"]
+    dataset: DatasetSpec
+    metrics: list[str]
+    version: int = 1
+    description: str = ""
+    suites: list[str] = field(default_factory=list)
+    frames: FrameSelection = field(default_factory=FrameSelection)
+    prompt: str = "{action}"
+    limit: int | None = None
+    seed: int = 0
+    path: str = field(default="", compare=False)  # where the spec was read from (not a YAML field)
+
+    def __post_init__(self) -> None:
+        if not self.metrics:
+            raise ValueError("metrics: at least one metric is required")
+        if self.limit is not None and self.limit < 1:
+            raise ValueError("limit: must be >= 1")
+        try:
+            names = {f for _, f, _, _ in string.Formatter().parse(self.prompt) if f is not None}
+        except ValueError as exc:
+            raise ValueError(f"prompt: not a valid template: {exc}") from None
+        extra = names - PROMPT_FIELDS[self.kind]
+        if extra:
+            raise ValueError(f"prompt: placeholder(s) {sorted(extra)} not allowed for kind {self.kind} "
+                             f"(allowed: {sorted(PROMPT_FIELDS[self.kind]) or 'none'})")
+
+    def to_dict(self) -> dict[str, Any]:
+        data = to_dict(self)
+        data.pop("path")
+        return data
+
+    @property
+    def spec_hash(self) -> str:
+        """Hash of the whole spec as evaluated."""
+        return content_hash(self.to_dict())
+
+    @property
+    def sample_fingerprint(self) -> str:
+        """Hash of what decides the samples and their scoring (the limit only takes a prefix)."""
+        data = self.to_dict()
+        data.pop("limit")
+        return content_hash(data)
+
+    def render_prompt(self, action: str) -> str:
+        return self.prompt.format(action=action) if self.kind == "fdp" else self.prompt
+
+
+def load_task(path: str | os.PathLike) -> TaskSpec:
+    path = Path(path)
+    data = read_yaml(path)
+    spec = build(TaskSpec, data, path)
+    _check_names(spec, path)
+    return dataclasses.replace(spec, path=str(path))
+
+
+def _check_names(spec: TaskSpec, path: Path) -> None:
+    """Fail on unknown metric or format names at load time, before any model loads."""
+    from .data import FORMATS, GENERATORS
+    from .metrics import METRICS
+
+    if spec.dataset.format not in FORMATS:
+        raise SpecError(path, "dataset.format", f"unknown format '{spec.dataset.format}'"
+                        f"{did_you_mean(spec.dataset.format, FORMATS.names())}; known: {', '.join(FORMATS.names())}")
+    if spec.dataset.generator is not None and spec.dataset.generator not in GENERATORS:
+        raise SpecError(path, "dataset.generator", f"unknown generator '{spec.dataset.generator}'; "
+                        f"known: {', '.join(GENERATORS.names())}")
+    for i, name in enumerate(spec.metrics):
+        if name not in METRICS:
+            raise SpecError(path, f"metrics[{i}]", f"unknown metric '{name}'"
+                            f"{did_you_mean(name, METRICS.names())}; known: {', '.join(METRICS.names())}")
+        metric_kind = METRICS.get(name).kind
+        if metric_kind != spec.kind:
+            raise SpecError(path, f"metrics[{i}]", f"metric '{name}' scores {metric_kind} predictions, "
+                            f"but the task kind is {spec.kind}")
+
+
+def task_dirs(include: list[str | os.PathLike] | None = None) -> list[Path]:
+    """The built-in tasks/ folder, then $WMBENCH_TASKS_PATH (os.pathsep-separated), then --include-path."""
+    dirs = [TASKS_DIR]
+    env = os.environ.get("WMBENCH_TASKS_PATH")
+    if env:
+        dirs += [Path(p) for p in env.split(os.pathsep) if p]
+    dirs += [Path(p) for p in include or []]
+    return dirs
+
+
+def discover_tasks(include: list[str | os.PathLike] | None = None) -> dict[str, Path]:
+    """Task name -> YAML path, by reading only each file's `name` key (cheap, no validation)."""
+    import yaml
+
+    found: dict[str, Path] = {}
+    for folder in task_dirs(include):
+        for path in sorted(Path(folder).glob("**/*.yaml")):
+            try:
+                name = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("name")
+            except (yaml.YAMLError, AttributeError, OSError):
+                name = None
+            found.setdefault(name or path.stem, path)
+    return found
+
+
+def resolve_tasks(selectors: list[str], include: list[str | os.PathLike] | None = None) -> list[TaskSpec]:
+    """Task names, suite names or YAML paths -> validated specs (suites expand to their tasks)."""
+    known = discover_tasks(include)
+    specs: dict[str, TaskSpec] = {}
+    for selector in selectors:
+        if selector.endswith((".yaml", ".yml")) and Path(selector).exists():
+            spec = load_task(selector)
+            specs.setdefault(spec.name, spec)
+            continue
+        if selector in known:
+            spec = load_task(known[selector])
+            specs.setdefault(spec.name, spec)
+            continue
+        members = [load_task(p) for p in known.values()]
+        members = [s for s in members if selector in s.suites]
+        if not members:
+            suites = sorted({s for p in known.values() for s in load_task(p).suites})
+            raise WmbenchError(f"unknown task or suite '{selector}'{did_you_mean(selector, list(known) + suites)}; "
+                               f"see `wmbench list tasks`")
+        for spec in members:
+            specs.setdefault(spec.name, spec)
+    return list(specs.values())
