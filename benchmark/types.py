@@ -73,6 +73,8 @@ class Transition:
     fps: float | None = None
     frame_gap: int | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    #: Extra per-sample images that are not model inputs (e.g. simulator segmentation masks).
+    aux: dict[str, LazyImage] = field(default_factory=dict)
 
     def describe(self) -> dict[str, Any]:
         """JSON-ready description (no pixels) for sample logs and `wmbench data inspect`."""

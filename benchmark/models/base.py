@@ -8,6 +8,8 @@ card's `args`) and any of three capabilities:
 - `infer_action(batch) -> list[str]`: IDP. One action text per sample.
 - `action_logprob(batch, actions) -> list[float]`: the log-likelihood of `actions[i]` given the
   image pair of sample i (verification and probes).
+- `answer(images, prompts) -> list[str]`: free-form answer to `prompts[i]` about the images
+  `images[i]` (a list of (H, W, 3) uint8 arrays); what VLM judges call.
 
 A subclass declares what it can do simply by overriding the method; `capabilities()` reads that.
 """
@@ -20,7 +22,7 @@ import numpy as np
 
 from ..types import Batch, Transition
 
-CAPABILITIES = ("predict_next", "infer_action", "action_logprob")
+CAPABILITIES = ("predict_next", "infer_action", "action_logprob", "answer")
 TASK_CAPABILITY = {"fdp": "predict_next", "idp": "infer_action"}
 
 
@@ -50,6 +52,9 @@ class Model:
         raise NotImplementedError
 
     def action_logprob(self, batch: Batch, actions: list[str]) -> list[float]:
+        raise NotImplementedError
+
+    def answer(self, images: list[list[np.ndarray]], prompts: list[str]) -> list[str]:
         raise NotImplementedError
 
     def fingerprint(self) -> dict[str, Any]:

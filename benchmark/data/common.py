@@ -1,0 +1,51 @@
+"""Helpers every format reader shares: safe paths, image decoding, format errors."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import SampleError, WmbenchError
+
+
+class FormatError(WmbenchError):
+    """A folder is not the format it claims to be (exit 2): says what was expected and found."""
+
+    def __init__(self, fmt: str, root: Path, expected: str, found: str):
+        super().__init__(f"{root} is not a {fmt} dataset: expected {expected}; found {found}")
+
+
+def describe_folder(root: Path, limit: int = 8) -> str:
+    if not root.exists():
+        return "no such folder"
+    names = sorted(p.name + ("/" if p.is_dir() else "") for p in root.iterdir())
+    if not names:
+        return "an empty folder"
+    return ", ".join(names[:limit]) + (f", ... ({len(names)} entries)" if len(names) > limit else "")
+
+
+def safe_join(root: Path, relative: str, what: str = "path") -> Path:
+    """`root / relative`, refusing absolute paths and paths that escape `root` (e.g. '../../etc')."""
+    candidate = Path(relative)
+    if candidate.is_absolute():
+        raise SampleError(f"{what} '{relative}' is absolute; dataset paths must be relative to {root}")
+    resolved = (root / candidate).resolve()
+    if not resolved.is_relative_to(root.resolve()):
+        raise SampleError(f"{what} '{relative}' escapes the dataset root {root}")
+    return resolved
+
+
+def decode_image(data: bytes | Path, origin: str) -> np.ndarray:
+    """PNG/JPEG/WebP bytes or file -> (H, W, 3) uint8 RGB; errors name `origin`."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        source = io.BytesIO(data) if isinstance(data, (bytes, bytearray)) else data
+        with Image.open(source) as image:
+            return np.asarray(image.convert("RGB"))
+    except FileNotFoundError as exc:
+        raise SampleError(f"missing image file {origin}") from exc
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise SampleError(f"corrupt or unreadable image {origin}: {exc}") from exc
