@@ -79,9 +79,12 @@ class TaskSpec:
 
     @property
     def sample_fingerprint(self) -> str:
-        """Hash of what decides the samples and their scoring (the limit only takes a prefix)."""
+        """Hash of what decides the samples and the predictions. Left out: the limit (it only takes
+        a prefix of a stable order), the metrics (added ones are scored from stored predictions)
+        and the prose (description, suites)."""
         data = self.to_dict()
-        data.pop("limit")
+        for key in ("limit", "metrics", "description", "suites"):
+            data.pop(key)
         return content_hash(data)
 
     def render_prompt(self, action: str) -> str:

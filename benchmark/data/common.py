@@ -49,3 +49,13 @@ def decode_image(data: bytes | Path, origin: str) -> np.ndarray:
         raise SampleError(f"missing image file {origin}") from exc
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise SampleError(f"corrupt or unreadable image {origin}: {exc}") from exc
+
+
+def check_options(fmt: str, options: dict, allowed: dict) -> dict:
+    """`options` merged over the defaults in `allowed` ({name: default}); an unknown option is a
+    WmbenchError naming it and the options the format knows."""
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise WmbenchError(f"format '{fmt}': unknown option(s) {', '.join(map(repr, unknown))}; "
+                           f"known: {', '.join(sorted(allowed)) or 'none'}")
+    return {**allowed, **options}

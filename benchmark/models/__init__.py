@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SpecError, WmbenchError
-from ..registry import Registry, did_you_mean
+from ..registry import Registry, did_you_mean, import_target
 from ..yamlspec import build, content_hash, read_yaml, to_dict
 from .base import CAPABILITIES, TASK_CAPABILITY, Model
 
@@ -52,7 +52,7 @@ class ModelCard:
 def load_card(path: str | os.PathLike) -> ModelCard:
     path = Path(path)
     card = build(ModelCard, read_yaml(path), path)
-    if card.adapter not in MODELS:
+    if ":" not in card.adapter and card.adapter not in MODELS:
         raise SpecError(path, "adapter", f"unknown adapter '{card.adapter}'"
                         f"{did_you_mean(card.adapter, MODELS.names())}; known: {', '.join(MODELS.names())}")
     return ModelCard(**{**card.to_dict(), "path": str(path)})
@@ -80,9 +80,11 @@ def parse_model_args(text: str | None) -> dict[str, Any]:
 
 
 def resolve_card(selector: str, model_args: dict[str, Any] | None = None) -> ModelCard:
-    """A card path, a card name from baselines/, or a bare adapter name -> card (args merged)."""
+    """A card path, a card name from baselines/, an adapter name or "module:Class" -> card (args merged)."""
     if selector.endswith((".yaml", ".yml")):
         card = load_card(selector)
+    elif ":" in selector:  # a plugin class given as "package.module:Class"
+        card = ModelCard(name=selector.rpartition(":")[2], adapter=selector)
     else:
         cards = discover_cards()
         if selector in cards:
@@ -99,7 +101,7 @@ def resolve_card(selector: str, model_args: dict[str, Any] | None = None) -> Mod
 
 
 def adapter_class(card: ModelCard) -> type[Model]:
-    cls = MODELS.get(card.adapter)
+    cls = import_target(card.adapter) if ":" in card.adapter else MODELS.get(card.adapter)
     if not (isinstance(cls, type) and issubclass(cls, Model)):
         raise WmbenchError(f"adapter '{card.adapter}' ({cls!r}) is not a benchmark.models.Model subclass")
     return cls

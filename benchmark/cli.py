@@ -1,0 +1,276 @@
+"""The `wmbench` command line. Heavy libraries are imported only inside the commands that need
+them, so `wmbench --help`, `list` and `validate` start fast."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .errors import EXIT_BAD_INPUT, EXIT_OK, EXIT_SAMPLES_FAILED, WmbenchError
+
+DEFAULT_OUTPUT = "runs"
+
+
+def _csv(text: str | None) -> list[str]:
+    return [p.strip() for p in (text or "").split(",") if p.strip()]
+
+
+# run -----------------------------------------------------------------------------------------
+def cmd_run(args: argparse.Namespace) -> int:
+    from .data import resolve_data_dir
+    from .models import discover_cards, parse_model_args, resolve_card
+    from .runner import check_capabilities, effective_task, supports
+    from .tasks import resolve_tasks
+
+    tasks = [effective_task(t, args.limit, args.seed)
+             for t in resolve_tasks(_csv(args.tasks) or ["default"], args.include_path)]
+    model_args = parse_model_args(args.model_args)
+    if args.model:
+        cards = [resolve_card(m, model_args) for m in _csv(args.model)]
+        plan = [(card, tasks) for card in cards]
+        for card, card_tasks in plan:
+            check_capabilities(card, card_tasks)
+    else:
+        cards = [c for c in discover_cards().values() if "default" in c.suites]
+        if model_args:
+            cards = [resolve_card(c.path, model_args) for c in cards]
+        plan = [(card, [t for t in tasks if supports(card, t)]) for card in cards]
+        plan = [(card, card_tasks) for card, card_tasks in plan if card_tasks]
+    if not plan:
+        raise WmbenchError("no (model, task) pair to run: no default model supports the selected tasks")
+    output = Path(args.output or DEFAULT_OUTPUT)
+    single = args.model is not None and len(plan) == 1
+    data_dir = resolve_data_dir(args.data_dir)
+
+    from .leaderboard import collect, markdown
+    from .results import write_outputs
+    from .runner import Evaluation
+
+    config = {"batch_size": args.batch_size, "data_dir": str(data_dir), "limit": args.limit,
+              "seed": args.seed, "device": args.device}
+    failed = 0
+    run_dirs = []
+    for card, card_tasks in plan:
+        run_dir = output if single else output / card.name
+        evaluation = Evaluation(card, run_dir, data_dir, batch_size=args.batch_size, device=args.device,
+                                progress=not args.no_progress, retry_failed=args.retry_failed)
+        try:
+            summary = evaluation.run(card_tasks, rescore=args.rescore)
+            write_outputs(evaluation.store, evaluation.metric, config)
+        finally:
+            evaluation.store.close()
+        failed += summary.failed
+        run_dirs.append(run_dir)
+        for o in summary.outcomes:
+            note = f", {o.failed} failed" if o.failed else ""
+            print(f"wmbench: {card.name} | {o.task}: {o.selected} samples, {o.new} evaluated now, "
+                  f"{o.rescored} rescored{note} -> {run_dir}", file=sys.stderr)
+    print(markdown(collect(run_dirs)))
+    if failed:
+        print(f"wmbench: {failed} sample(s) failed; see 'error' in samples.jsonl of the run directory",
+              file=sys.stderr)
+        return EXIT_SAMPLES_FAILED
+    return EXIT_OK
+
+
+# list / validate -----------------------------------------------------------------------------
+def cmd_list(args: argparse.Namespace) -> int:
+    if args.what == "tasks":
+        from .tasks import discover_tasks, load_task
+
+        for name, path in sorted(discover_tasks(args.include_path).items()):
+            try:
+                spec = load_task(path)
+                suites = f"  [{', '.join(spec.suites)}]" if spec.suites else ""
+                print(f"{name:28s} {spec.kind}  {spec.dataset.format}:{spec.dataset.subfolder}{suites}  "
+                      f"metrics: {', '.join(spec.metrics)}")
+            except WmbenchError as exc:
+                print(f"{name:28s} INVALID: {exc}")
+    elif args.what == "models":
+        from .models import MODELS, adapter_class, discover_cards
+
+        for name in MODELS.names():
+            cls = MODELS.get(name)
+            print(f"adapter {name:22s} {', '.join(cls.capabilities()):40s} {cls.description}")
+        for name, card in discover_cards().items():
+            caps = ", ".join(adapter_class(card).capabilities())
+            print(f"card    {name:22s} {caps:40s} adapter={card.adapter} {card.description}")
+    else:
+        from .metrics import METRICS
+
+        print(f"{'metric':22s} {'kind':4s} {'dir':3s} {'edit-aware':10s} {'needs':22s} available")
+        for name in METRICS.names():
+            metric = METRICS.get(name)()
+            ok, reason = metric.available()
+            info = metric.info()
+            print(f"{name:22s} {info['kind']:4s} {'↑' if info['higher_is_better'] else '↓':3s} "
+                  f"{'yes' if info['edit_aware'] else 'no':10s} {','.join(info['needs']) or '-':22s} "
+                  f"{'yes' if ok else 'no: ' + reason}")
+    return EXIT_OK
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from .models import load_card
+    from .tasks import load_task
+    from .yamlspec import read_yaml
+
+    bad = 0
+    for path in args.paths:
+        try:
+            data = read_yaml(Path(path))
+            is_card = isinstance(data, dict) and "adapter" in data
+            spec = load_card(path) if is_card else load_task(path)
+            print(f"ok  {path}  ({'model card' if is_card else 'task'} '{spec.name}')")
+        except WmbenchError as exc:
+            bad += 1
+            print(f"error: {exc}", file=sys.stderr)
+    return EXIT_BAD_INPUT if bad else EXIT_OK
+
+
+# data ----------------------------------------------------------------------------------------
+def cmd_data_make(args: argparse.Namespace) -> int:
+    import shutil
+
+    from .data import GENERATORS, resolve_data_dir
+
+    generate = GENERATORS.get(args.name)
+    options = {k: v for k, v in {"episodes": args.episodes, "size": args.size, "seed": args.seed,
+                                 "frame_skip": args.frame_skip, "max_frames": args.max_frames,
+                                 "tasks": _csv(args.tasks) or None}.items() if v is not None}
+    root = resolve_data_dir(args.data_dir) / (args.subfolder or args.name)
+    if root.exists():
+        if not args.force:
+            raise WmbenchError(f"{root} exists; pass --force to generate it again")
+        shutil.rmtree(root)
+    generate(root, options, progress=not args.no_progress)
+    print(f"wmbench: wrote {args.name} data to {root}")
+    return EXIT_OK
+
+
+def cmd_data_inspect(args: argparse.Namespace) -> int:
+    from .data.frames import FrameSelection
+    from .data.inspect import main as inspect_main
+    from .models import parse_model_args
+
+    frames = FrameSelection(mode=args.frames, gap=args.gap, seconds=args.seconds)
+    return inspect_main(args.format, Path(args.root), parse_model_args(",".join(args.option or [])), frames,
+                        args.limit, args.sheet)
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    from .leaderboard import collect, markdown
+
+    text = markdown(collect(args.paths or ["results"]))
+    if args.output:
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.output).write_text(text, encoding="utf-8")
+    print(text, end="")
+    return EXIT_OK
+
+
+def cmd_weights(args: argparse.Namespace) -> int:
+    from .metrics.weights import main as weights_main
+
+    return weights_main(args.action, args.ids, args.weights_dir)
+
+
+# parser --------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="wmbench",
+        description="Evaluate world models in VLMs: forward dynamics prediction (FDP: image + action -> next "
+                    "image) and inverse dynamics prediction (IDP: image pair -> action).",
+        epilog="Exit codes: 0 success; 1 the run finished but some samples failed (or it was interrupted); "
+               "2 bad usage or bad input.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser("run", help="evaluate models on tasks (no arguments: the default suite, built-in baselines)",
+                         description="Evaluate models on tasks. With no arguments, runs the 'default' suite for "
+                                     "the baseline cards of the 'default' suite on CPU. Re-running the same command "
+                                     "resumes: stored samples are not evaluated again.")
+    run.add_argument("--tasks", help="comma-separated task names, suite names or task YAML paths (default: default)")
+    run.add_argument("--model", help="comma-separated model card names, card YAML paths or adapter names "
+                                     "(default: every card in the 'default' suite, on the tasks it supports)")
+    run.add_argument("--model-args", help="k=v,k2=v2 passed to the adapter (values parsed as YAML scalars)")
+    run.add_argument("--limit", type=int, help="evaluate at most N samples per task (a seeded, stable subset)")
+    run.add_argument("--batch-size", type=int, default=8, help="samples per model call (default 8)")
+    run.add_argument("--device", help="device for adapters that take one, e.g. cpu, cuda, cuda:1")
+    run.add_argument("--seed", type=int, help="override the tasks' seed (sample subset and model sampling)")
+    run.add_argument("--output", help=f"run directory for a single --model; with several models, one "
+                                      f"sub-directory per model inside it (default: {DEFAULT_OUTPUT}/<model>)")
+    run.add_argument("--data-dir", help="datasets folder (default: $WMBENCH_DATA_DIR or ~/.cache/wmbench/data)")
+    run.add_argument("--include-path", action="append", help="extra folder of task YAMLs (repeatable)")
+    run.add_argument("--rescore", action="store_true",
+                     help="recompute every metric from stored predictions, without calling the model")
+    run.add_argument("--retry-failed", action="store_true", help="evaluate failed samples again")
+    run.add_argument("--no-progress", action="store_true", help="no progress bars")
+    run.set_defaults(func=cmd_run)
+
+    lst = sub.add_parser("list", help="list tasks, models or metrics")
+    lst.add_argument("what", choices=["tasks", "models", "metrics"])
+    lst.add_argument("--include-path", action="append", help="extra folder of task YAMLs (repeatable)")
+    lst.set_defaults(func=cmd_list)
+
+    val = sub.add_parser("validate", help="check task YAMLs and model cards without running anything")
+    val.add_argument("paths", nargs="+", metavar="PATH")
+    val.set_defaults(func=cmd_validate)
+
+    data = sub.add_parser("data", help="make built-in datasets or inspect a dataset folder")
+    data_sub = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+    make = data_sub.add_parser("make", help="generate a built-in dataset (e.g. metaworld) under the data dir")
+    make.add_argument("name", help="generator name, e.g. metaworld")
+    make.add_argument("--episodes", type=int, help="episodes per simulator task")
+    make.add_argument("--size", type=int, help="frame size in pixels (square)")
+    make.add_argument("--seed", type=int, help="generation seed")
+    make.add_argument("--frame-skip", type=int, help="simulator steps per recorded frame")
+    make.add_argument("--max-frames", type=int, help="recorded frames per episode at most")
+    make.add_argument("--tasks", help="comma-separated simulator task names, e.g. push-v3,reach-v3")
+    make.add_argument("--data-dir", help="datasets folder (default: $WMBENCH_DATA_DIR or ~/.cache/wmbench/data)")
+    make.add_argument("--subfolder", help="folder name under the data dir (default: the generator name)")
+    make.add_argument("--force", action="store_true", help="replace an existing dataset")
+    make.add_argument("--no-progress", action="store_true", help="no progress bar")
+    make.set_defaults(func=cmd_data_make)
+    insp = data_sub.add_parser("inspect", help="print a dataset's transitions as JSON lines")
+    insp.add_argument("format", help="dataset format, e.g. aurora, lerobot, ssv2")
+    insp.add_argument("--root", required=True, help="the dataset folder")
+    insp.add_argument("--limit", type=int, default=10, help="transitions to print (default 10)")
+    insp.add_argument("--option", action="append", help="format option k=v (repeatable)")
+    insp.add_argument("--frames", default="gap", choices=["first_last", "gap", "seconds", "keyframes"])
+    insp.add_argument("--gap", type=int, default=1)
+    insp.add_argument("--seconds", type=float)
+    insp.add_argument("--sheet", help="write a contact-sheet PNG of the printed transitions here")
+    insp.set_defaults(func=cmd_data_inspect)
+
+    board = sub.add_parser("leaderboard", help="tabulate run directories (results.json files)")
+    board.add_argument("paths", nargs="*", metavar="RUN_DIR", help="run directories or folders of them "
+                                                                   "(default: results/)")
+    board.add_argument("--output", help="also write the table to this file")
+    board.set_defaults(func=cmd_leaderboard)
+
+    weights = sub.add_parser("weights", help="list, fetch or verify metric weights")
+    weights.add_argument("action", choices=["list", "fetch", "verify"])
+    weights.add_argument("ids", nargs="*", metavar="ID")
+    weights.add_argument("--weights-dir", help="folder holding weights (default: $WMBENCH_WEIGHTS_DIR, hub caches)")
+    weights.set_defaults(func=cmd_weights)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        args = parser.parse_args(["run", *(argv or [])])
+    try:
+        return args.func(args)
+    except WmbenchError as exc:
+        print(f"wmbench: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("wmbench: interrupted; every finished batch is stored: re-run the same command to resume",
+              file=sys.stderr)
+        return EXIT_SAMPLES_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

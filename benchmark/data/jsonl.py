@@ -1,0 +1,116 @@
+"""A user's own transitions: one JSON object per line (format `jsonl`).
+
+Each line: `{"source": "imgs/a.png", "target": "imgs/b.png", "action": "open the drawer",
+"id": "...", "episode_id": "...", "action_vector": [...], "meta": {...}}`; `source` and `action`
+are required, the rest optional (`target` absent or null: no target frame). Image paths are relative
+to the dataset root and may not leave it. Blank lines and lines starting with `//` are skipped.
+
+Options: `file` (default "pairs.jsonl"). sample_id: `id`, else "line<N>" (N = 1-based line number).
+A malformed line, a missing required field or a repeated id is a WmbenchError naming the file and the
+line (exit 2) before any work starts; a missing or corrupt image fails only its sample.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from ..errors import SampleError, WmbenchError
+from ..types import Transition
+from .aurora import image
+from .common import FormatError, check_options, describe_folder, safe_join
+from .frames import FrameSelection
+
+FORMAT = "jsonl"
+OPTIONS = {"file": "pairs.jsonl"}
+FIELDS = {"source", "target", "action", "id", "episode_id", "action_vector", "meta"}
+
+
+def read(root: Path, spec: Any, frames: FrameSelection) -> Iterator[Transition]:
+    options = check_options(FORMAT, dict(spec.options), OPTIONS)
+    path = _file(root, str(options["file"]))
+    seen: dict[str, int] = {}
+    for lineno, record in _records(path):
+        sample_id = str(record.get("id", f"line{lineno}"))
+        if sample_id in seen:
+            raise WmbenchError(f"{path}: line {lineno}: id '{sample_id}' already used on line {seen[sample_id]}")
+        seen[sample_id] = lineno
+        where = f"line {lineno} of {path.name}"
+        meta = dict(record.get("meta") or {})
+        meta.update({"line": lineno, "frames": {"mode": "dataset_pairs"}})
+        target = record.get("target")
+        yield Transition(
+            sample_id=sample_id,
+            dataset=root.name,
+            split=spec.split,
+            episode_id=str(record.get("episode_id", sample_id)),
+            source=image(root, record["source"], where, "source"),
+            target=image(root, target, where, "target") if target is not None else None,
+            action_text=record["action"],
+            action_vector=_vector(path, lineno, record.get("action_vector")),
+            meta=meta,
+        )
+
+
+def _file(root: Path, name: str) -> Path:
+    if not root.is_dir():
+        raise FormatError(FORMAT, root, f"a folder with {name}", describe_folder(root))
+    try:
+        path = safe_join(root, name, what="option 'file'")
+    except SampleError as exc:
+        raise WmbenchError(str(exc)) from None
+    if not path.is_file():
+        raise FormatError(FORMAT, root, f"the pairs file {name} (one JSON object per line)", describe_folder(root))
+    return path
+
+
+def _records(path: Path) -> Iterator[tuple[int, dict]]:
+    """All records are parsed and checked before the first is yielded: a bad line stops the run
+    before any model is loaded, not halfway through."""
+    records = []
+    with path.open(encoding="utf-8") as handle:
+        for lineno, line in enumerate(handle, start=1):
+            text = line.strip()
+            if not text or text.startswith("//"):
+                continue
+            try:
+                record = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise WmbenchError(f"{path}: line {lineno} is not valid JSON: {exc.msg} (column {exc.colno})") from None
+            _check(path, lineno, record)
+            records.append((lineno, record))
+    return iter(records)
+
+
+def _check(path: Path, lineno: int, record: Any) -> None:
+    where = f"{path}: line {lineno}"
+    if not isinstance(record, dict):
+        raise WmbenchError(f"{where}: expected a JSON object, got {type(record).__name__}")
+    unknown = sorted(set(record) - FIELDS)
+    if unknown:
+        raise WmbenchError(f"{where}: unknown field(s) {unknown}; allowed: {', '.join(sorted(FIELDS))}")
+    for name in ("source", "action"):
+        if not isinstance(record.get(name), str) or not record[name].strip():
+            raise WmbenchError(f"{where}: field '{name}' is required and must be a non-empty string")
+    if "target" in record and record["target"] is not None and not isinstance(record["target"], str):
+        raise WmbenchError(f"{where}: field 'target' must be a path or null")
+    if "meta" in record and not isinstance(record["meta"], (dict, type(None))):
+        raise WmbenchError(f"{where}: field 'meta' must be an object")
+    for name in ("id", "episode_id"):
+        if name in record and not isinstance(record[name], (str, int)):
+            raise WmbenchError(f"{where}: field '{name}' must be a string or an integer")
+
+
+def _vector(path: Path, lineno: int, value: Any) -> np.ndarray | None:
+    if value is None:
+        return None
+    try:
+        vector = np.asarray(value, dtype=np.float32)
+    except (TypeError, ValueError):
+        vector = None
+    if vector is None or vector.ndim != 1:
+        raise WmbenchError(f"{path}: line {lineno}: 'action_vector' must be a list of numbers")
+    return vector

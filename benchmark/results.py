@@ -1,0 +1,178 @@
+"""results.json and samples.jsonl: what a run measured, with its provenance.
+
+The schema is documented key by key in docs/results-schema.md and checked by `RESULTS_SCHEMA`
+(JSON Schema) in the tests. Everything in results.json is a function of the run directory's
+store except `written_at`, so writing it twice from the same store gives the same file apart
+from that timestamp.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+import sys
+import time
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from .stats import summarize
+from .store import RunStore
+from .yamlspec import content_hash
+
+SCHEMA_VERSION = "1.0"
+PACKAGES = ("wmbench", "torch", "torchvision", "transformers", "diffusers", "torchmetrics", "lpips",
+            "open_clip_torch", "scikit-image", "numpy", "pillow", "av", "pyarrow", "metaworld", "mujoco",
+            "sacrebleu")
+
+
+def package_versions() -> dict[str, str | None]:
+    out = {}
+    for name in PACKAGES:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def git_state() -> dict[str, Any]:
+    """The commit of the wmbench source tree (None outside a git checkout) and whether it is dirty."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                                timeout=10).stdout.strip() or None
+        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "benchmark"],
+                                    cwd=root, capture_output=True, text=True, timeout=10).stdout.strip())
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+    return {"commit": commit, "dirty": dirty if commit else None}
+
+
+def metric_entry(metric, values: list[float | None], total_done: int) -> dict[str, Any]:
+    available, reason = metric.available()
+    entry: dict[str, Any] = {**metric.info(), "available": available, "reason": reason or None,
+                             "weights": metric.weights_info() if hasattr(metric, "weights_info") else []}
+    if not available:
+        return {**entry, **summarize([]), "n_not_applicable": 0, "n_missing": total_done}
+    finite = [v for v in values if v is not None]
+    return {**entry, **summarize(finite), "n_not_applicable": sum(v is None for v in values),
+            "n_missing": total_done - len(values)}
+
+
+def build_results(store: RunStore, metric_factory, config: dict[str, Any]) -> dict[str, Any]:
+    """The results document for every task in the store."""
+    tasks: dict[str, Any] = {}
+    model: dict[str, Any] | None = None
+    for name in store.stored_tasks():
+        spec, model = store.task_binding(name)
+        records = store.samples(name)
+        scores = store.scores(name)
+        done = [r for r in records if r.status == "done"]
+        counts = {"total": len(records), "scored": len(done),
+                  "failed": sum(r.status == "failed" for r in records),
+                  "skipped": sum(r.status == "skipped" for r in records)}
+        failures: dict[str, int] = {}
+        for r in records:
+            if r.status == "failed":
+                failures[r.stage or "unknown"] = failures.get(r.stage or "unknown", 0) + 1
+        metrics = {}
+        for metric_name in spec["metrics"]:
+            metric = metric_factory(metric_name)
+            values = [scores[r.sample_id][metric_name] for r in done
+                      if metric_name in scores.get(r.sample_id, {})]
+            metrics[metric_name] = metric_entry(metric, values, len(done))
+        tasks[name] = {"kind": spec["kind"], "version": spec["version"], "spec": spec,
+                       "spec_hash": content_hash(spec), "counts": counts, "failures_by_stage": failures,
+                       "metrics": metrics}
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "created_at": store.meta("created_at"),
+        "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "model": model,
+        "config": config,
+        "provenance": {"git": git_state(), "python": sys.version.split()[0], "platform": platform.platform(),
+                       "packages": package_versions()},
+        "tasks": tasks,
+    }
+
+
+def write_outputs(store: RunStore, metric_factory, config: dict[str, Any]) -> dict[str, Any]:
+    """Write results.json and samples.jsonl into the run directory; return the results."""
+    results = build_results(store, metric_factory, config)
+    run_dir = store.run_dir
+    _atomic_write(run_dir / "results.json", json.dumps(results, indent=2, sort_keys=True) + "\n")
+    lines = []
+    for name in store.stored_tasks():
+        scores = store.scores(name)
+        for r in store.samples(name):
+            prediction = r.prediction
+            if prediction and "images" in prediction:
+                prediction = {**prediction, "paths": [str(store.image_path(d).relative_to(run_dir))
+                                                      for d in prediction["images"]]}
+            lines.append(json.dumps({"task": name, "sample_id": r.sample_id, "position": r.position,
+                                     "status": r.status, "stage": r.stage, "error": r.error,
+                                     "prediction": prediction, "scores": scores.get(r.sample_id, {}),
+                                     "sample": r.info}, sort_keys=True))
+    _atomic_write(run_dir / "samples.jsonl", "\n".join(lines) + ("\n" if lines else ""))
+    return results
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
+def load_results(path: Path) -> dict[str, Any]:
+    path = Path(path)
+    if path.is_dir():
+        path = path / "results.json"
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+RESULTS_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "type": "object",
+    "required": ["schema_version", "created_at", "written_at", "model", "config", "provenance", "tasks"],
+    "additionalProperties": False,
+    "properties": {
+        "schema_version": {"const": SCHEMA_VERSION},
+        "created_at": {"type": "string"},
+        "written_at": {"type": "string"},
+        "model": {"type": ["object", "null"], "required": ["card", "fingerprint"],
+                  "properties": {"card": {"type": "object", "required": ["name", "adapter", "args"]},
+                                 "fingerprint": {"type": "string"}}},
+        "config": {"type": "object", "required": ["batch_size", "data_dir", "limit", "seed"]},
+        "provenance": {"type": "object", "required": ["git", "python", "platform", "packages"],
+                       "properties": {"git": {"type": "object", "required": ["commit", "dirty"]},
+                                      "packages": {"type": "object",
+                                                   "additionalProperties": {"type": ["string", "null"]}}}},
+        "tasks": {"type": "object", "additionalProperties": {
+            "type": "object",
+            "required": ["kind", "version", "spec", "spec_hash", "counts", "failures_by_stage", "metrics"],
+            "additionalProperties": False,
+            "properties": {
+                "kind": {"enum": ["fdp", "idp"]},
+                "version": {"type": ["integer", "string"]},
+                "spec": {"type": "object"},
+                "spec_hash": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+                "counts": {"type": "object", "required": ["total", "scored", "failed", "skipped"],
+                           "additionalProperties": {"type": "integer", "minimum": 0}},
+                "failures_by_stage": {"type": "object", "additionalProperties": {"type": "integer"}},
+                "metrics": {"type": "object", "additionalProperties": {
+                    "type": "object",
+                    "required": ["name", "version", "kind", "higher_is_better", "needs", "edit_aware",
+                                 "available", "reason", "weights", "mean", "std", "stderr", "ci95", "n",
+                                 "ci_method", "n_not_applicable", "n_missing"],
+                    "properties": {
+                        "mean": {"type": ["number", "null"]},
+                        "ci95": {"type": ["array", "null"], "items": {"type": "number"}, "minItems": 2, "maxItems": 2},
+                        "n": {"type": "integer", "minimum": 0},
+                        "available": {"type": "boolean"},
+                        "reason": {"type": ["string", "null"]},
+                    }}},
+            }}},
+    },
+}

@@ -1,0 +1,180 @@
+"""The run store: one SQLite database (WAL) per run directory, plus content-addressed images.
+
+Every finished batch is committed in one transaction, so killing the process loses at most the
+batch in flight, and a re-run skips what is stored. Predicted images are PNG files under
+`objects/<first two hex digits>/<sha256 of the PNG bytes>.png`, written atomically before the
+row that names them is committed (a crash can leave an orphan file, never a dangling row).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from .errors import WmbenchError
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS run_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS tasks (
+    task TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, spec TEXT NOT NULL, model TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS samples (
+    task TEXT NOT NULL, sample_id TEXT NOT NULL, position INTEGER NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('done', 'failed', 'skipped')),
+    stage TEXT, error TEXT, prediction TEXT, info TEXT NOT NULL, updated_at REAL NOT NULL,
+    PRIMARY KEY (task, sample_id));
+CREATE TABLE IF NOT EXISTS scores (
+    task TEXT NOT NULL, sample_id TEXT NOT NULL, metric TEXT NOT NULL, version TEXT NOT NULL,
+    value REAL, PRIMARY KEY (task, sample_id, metric));
+"""
+
+
+@dataclass
+class SampleRecord:
+    """One sample's row. `status` is 'done' (prediction stored; scores in `scores`),
+    'failed' (`stage` says where: data, model, output, metric) or 'skipped' (the task cannot use it)."""
+
+    task: str
+    sample_id: str
+    position: int
+    status: str
+    info: dict[str, Any]
+    prediction: Any = None
+    stage: str | None = None
+    error: str | None = None
+
+
+class RunStore:
+    def __init__(self, run_dir: Path):
+        self.run_dir = Path(run_dir)
+        self.objects = self.run_dir / "objects"
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(self.run_dir / "store.sqlite", timeout=60, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process kills
+        self.db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    # run-level metadata -------------------------------------------------------------------
+    def meta(self, key: str, default: Any = None) -> Any:
+        row = self.db.execute("SELECT value FROM run_meta WHERE key = ?", (key,)).fetchone()
+        return json.loads(row[0]) if row else default
+
+    def set_meta_once(self, key: str, value: Any) -> Any:
+        """Store `value` unless the key exists; return the stored value (e.g. the creation time)."""
+        self.db.execute("INSERT OR IGNORE INTO run_meta VALUES (?, ?)", (key, json.dumps(value)))
+        return self.meta(key)
+
+    # tasks ---------------------------------------------------------------------------------
+    def bind_task(self, task: str, fingerprint: str, spec: dict, model: dict) -> None:
+        """Record what this run directory evaluates for `task`; refuse a different configuration.
+        A spec with the same fingerprint replaces the stored one (e.g. metrics were added)."""
+        row = self.db.execute("SELECT fingerprint, model FROM tasks WHERE task = ?", (task,)).fetchone()
+        if row is None or (row[0] == fingerprint and json.loads(row[1]) == model):
+            self.db.execute("INSERT OR REPLACE INTO tasks VALUES (?, ?, ?, ?)",
+                            (task, fingerprint, json.dumps(spec, sort_keys=True), json.dumps(model, sort_keys=True)))
+            return
+        stored_model = json.loads(row[1])
+        if row[0] != fingerprint or stored_model != model:
+            what = "task spec (dataset, frames, prompt or seed)" if row[0] != fingerprint else "model (adapter or args)"
+            raise WmbenchError(
+                f"{self.run_dir} already holds a run of task '{task}' with a different {what}; "
+                f"resuming would mix results. Use another --output directory, or delete {self.run_dir}.")
+
+    def stored_tasks(self) -> list[str]:
+        return [r[0] for r in self.db.execute("SELECT task FROM tasks ORDER BY task")]
+
+    def task_binding(self, task: str) -> tuple[dict, dict]:
+        row = self.db.execute("SELECT spec, model FROM tasks WHERE task = ?", (task,)).fetchone()
+        return json.loads(row[0]), json.loads(row[1])
+
+    # samples -------------------------------------------------------------------------------
+    def statuses(self, task: str) -> dict[str, str]:
+        return dict(self.db.execute("SELECT sample_id, status FROM samples WHERE task = ?", (task,)))
+
+    def samples(self, task: str, ids: Iterable[str] | None = None) -> list[SampleRecord]:
+        rows = self.db.execute(
+            "SELECT sample_id, position, status, stage, error, prediction, info FROM samples "
+            "WHERE task = ? ORDER BY position, sample_id", (task,)).fetchall()
+        wanted = None if ids is None else set(ids)
+        return [SampleRecord(task, sid, pos, status, json.loads(info),
+                             None if pred is None else json.loads(pred), stage, error)
+                for sid, pos, status, stage, error, pred, info in rows if wanted is None or sid in wanted]
+
+    def scores(self, task: str) -> dict[str, dict[str, float | None]]:
+        """sample_id -> {metric: value}; None where the metric did not apply (NaN)."""
+        out: dict[str, dict[str, float | None]] = {}
+        for sid, metric, value in self.db.execute(
+                "SELECT sample_id, metric, value FROM scores WHERE task = ?", (task,)):
+            out.setdefault(sid, {})[metric] = value
+        return out
+
+    def score_versions(self, task: str) -> dict[tuple[str, str], str]:
+        return {(sid, m): v for sid, m, v in self.db.execute(
+            "SELECT sample_id, metric, version FROM scores WHERE task = ?", (task,))}
+
+    def commit(self, records: list[SampleRecord], scores: list[tuple[str, str, str, str, float | None]]) -> None:
+        """Write a batch of samples and scores (task, sample_id, metric, version, value) atomically."""
+        now = time.time()
+        with self.transaction():
+            self.db.executemany(
+                "INSERT OR REPLACE INTO samples VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(r.task, r.sample_id, r.position, r.status, r.stage, r.error,
+                  None if r.prediction is None else json.dumps(r.prediction),
+                  json.dumps(r.info, sort_keys=True, default=str), now) for r in records])
+            self.db.executemany("INSERT OR REPLACE INTO scores VALUES (?, ?, ?, ?, ?)", scores)
+
+    def transaction(self):
+        return _Transaction(self.db)
+
+    # images --------------------------------------------------------------------------------
+    def put_image(self, image: np.ndarray) -> str:
+        from PIL import Image
+
+        buffer = io.BytesIO()
+        Image.fromarray(image).save(buffer, format="PNG", compress_level=1)
+        data = buffer.getvalue()
+        digest = hashlib.sha256(data).hexdigest()
+        path = self.image_path(digest)
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".tmp{os.getpid()}")
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+        return digest
+
+    def image_path(self, digest: str) -> Path:
+        return self.objects / digest[:2] / f"{digest}.png"
+
+    def get_image(self, digest: str) -> np.ndarray:
+        from PIL import Image
+
+        path = self.image_path(digest)
+        try:
+            with Image.open(path) as image:
+                return np.asarray(image.convert("RGB"))
+        except FileNotFoundError as exc:
+            raise WmbenchError(f"stored prediction {path} is missing; the run directory is damaged") from exc
+
+
+class _Transaction:
+    def __init__(self, db: sqlite3.Connection):
+        self.db = db
+
+    def __enter__(self):
+        self.db.execute("BEGIN IMMEDIATE")
+        return self.db
+
+    def __exit__(self, exc_type, exc, tb):
+        self.db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+        return False

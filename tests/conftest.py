@@ -1,0 +1,71 @@
+"""Shared fixtures: a small dataset in the generic JSONL pairs format, written as real PNG files."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+TESTS_DIR = Path(__file__).resolve().parent
+sys.path.insert(0, str(TESTS_DIR))  # lets CLI tests name test adapters as "helper_models:Class"
+
+ACTIONS = ["move the square right", "move the square down", "move the square left", "move the square up"]
+SHIFTS = {0: (0, 6), 1: (6, 0), 2: (0, -6), 3: (-6, 0)}
+
+
+def square_frame(row: int, col: int, size: int = 32, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    frame = (rng.integers(0, 40, size=(size, size, 3)) + 60).astype(np.uint8)  # textured background
+    frame[row:row + 8, col:col + 8] = (230, 40, 40)
+    return frame
+
+
+def write_pairs(root: Path, n: int = 12, size: int = 32) -> Path:
+    """n (source, target, action) pairs: a red square moved by 6 px in one of four directions."""
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    lines = []
+    for i in range(n):
+        kind = i % 4
+        r, c = 10 + (i % 3), 10 + (i % 5)
+        dr, dc = SHIFTS[kind]
+        Image.fromarray(square_frame(r, c, size, seed=i)).save(root / "images" / f"{i}_a.png")
+        Image.fromarray(square_frame(r + dr, c + dc, size, seed=i)).save(root / "images" / f"{i}_b.png")
+        lines.append(json.dumps({"id": f"pair{i:03d}", "source": f"images/{i}_a.png",
+                                 "target": f"images/{i}_b.png", "action": ACTIONS[kind],
+                                 "episode_id": f"ep{i // 4}"}))
+    (root / "pairs.jsonl").write_text("\n".join(lines) + "\n")
+    return root
+
+
+TASK_TEMPLATE = """\
+name: {name}
+kind: {kind}
+dataset:
+  format: jsonl
+  subfolder: pairs
+frames: {{mode: first_last}}
+prompt: "{prompt}"
+metrics: [{metrics}]
+"""
+
+
+@pytest.fixture
+def workspace(tmp_path, monkeypatch):
+    """A data dir with the pairs dataset, task YAMLs pairs_fdp / pairs_idp, and a tasks folder."""
+    data_dir = tmp_path / "data"
+    write_pairs(data_dir / "pairs")
+    tasks = tmp_path / "tasks"
+    tasks.mkdir()
+    (tasks / "pairs_fdp.yaml").write_text(TASK_TEMPLATE.format(
+        name="pairs_fdp", kind="fdp", prompt="{action}", metrics="l1, psnr, ssim, change_iou"))
+    (tasks / "pairs_idp.yaml").write_text(TASK_TEMPLATE.format(
+        name="pairs_idp", kind="idp", prompt="What happened?", metrics="exact_match, token_f1"))
+    monkeypatch.setenv("WMBENCH_DATA_DIR", str(data_dir))
+    monkeypatch.setenv("WMBENCH_TASKS_PATH", str(tasks))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(TESTS_DIR), os.environ.get("PYTHONPATH", "")]))
+    return tmp_path
