@@ -9,6 +9,7 @@ from that timestamp.
 from __future__ import annotations
 
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -120,7 +121,7 @@ def write_outputs(store: RunStore, metric_factory, config: dict[str, Any]) -> di
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp = path.with_suffix(f"{path.suffix}.{os.getpid()}.tmp")  # processes sharing a run dir never collide
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(path)
 

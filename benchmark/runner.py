@@ -194,19 +194,27 @@ class Evaluation:
 
         bar = tqdm(total=len(transitions), initial=len(transitions) - len(todo), disable=not self.progress,
                    desc=f"{self.card.name} | {task.name}", unit="sample", file=sys.stderr, dynamic_ncols=True)
-        failed_before = sum(1 for s in status.values() if s == "failed") if not self.retry_failed else 0
+        elsewhere = evaluated = 0
         try:
             if todo:
                 self.model.prepare(task.kind, transitions)
             for chunk in _chunks(todo, self.batch_size):
-                self._evaluate_batch(task, chunk, metrics)
+                claimed = set(self.store.claim(task.name, [t.sample_id for _, t in chunk], self.retry_failed))
+                elsewhere += len(chunk) - len(claimed)
+                mine = [(i, t) for i, t in chunk if t.sample_id in claimed]
+                if mine:
+                    self._evaluate_batch(task, mine, metrics)
+                    evaluated += len(mine)
                 bar.update(len(chunk))
+            if elsewhere:
+                print(f"wmbench: {elsewhere} sample(s) of {task.name} were evaluated or claimed by another "
+                      f"process on {self.run_dir}", file=sys.stderr)
             for chunk in _chunks(stale_items, self.batch_size):
                 self._rescore_batch(task, chunk, metrics)
         finally:
             bar.close()
         failed = sum(1 for s in self.store.statuses(task.name).values() if s == "failed")
-        return TaskOutcome(task.name, len(transitions), len(todo), len(stale_items), failed)
+        return TaskOutcome(task.name, len(transitions), evaluated, len(stale_items), failed)
 
     def _stale(self, task: TaskSpec, metrics: list[Metric], rescore: bool, selected: set[str]) -> set[str]:
         """Done samples whose scores must be (re)computed: all with --rescore, else those missing

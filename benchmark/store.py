@@ -12,6 +12,7 @@ import hashlib
 import io
 import json
 import os
+import socket
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -30,6 +31,9 @@ CREATE TABLE IF NOT EXISTS samples (
     task TEXT NOT NULL, sample_id TEXT NOT NULL, position INTEGER NOT NULL,
     status TEXT NOT NULL CHECK (status IN ('done', 'failed', 'skipped')),
     stage TEXT, error TEXT, prediction TEXT, info TEXT NOT NULL, updated_at REAL NOT NULL,
+    PRIMARY KEY (task, sample_id));
+CREATE TABLE IF NOT EXISTS claims (
+    task TEXT NOT NULL, sample_id TEXT NOT NULL, owner TEXT NOT NULL, claimed_at REAL NOT NULL,
     PRIMARY KEY (task, sample_id));
 CREATE TABLE IF NOT EXISTS scores (
     task TEXT NOT NULL, sample_id TEXT NOT NULL, metric TEXT NOT NULL, version TEXT NOT NULL,
@@ -52,7 +56,27 @@ class SampleRecord:
     error: str | None = None
 
 
+CLAIM_TTL_S = 6 * 3600  # a claim covers one batch; older ones are from a lost process on another host
+
+
+def _owner_alive(owner: str) -> bool:
+    """Claims of a dead process on this host are void at once (kill -9, then the same command)."""
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname():
+        return True  # cannot tell from here: trust the claim until it expires
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, ValueError):
+        return True
+    return True
+
+
 class RunStore:
+    """Several processes may work on one run directory at once: each claims a batch before it
+    evaluates it, so no sample is evaluated twice, and a crashed process's claims lapse."""
+
     def __init__(self, run_dir: Path):
         self.run_dir = Path(run_dir)
         self.objects = self.run_dir / "objects"
@@ -61,6 +85,7 @@ class RunStore:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process kills
         self.db.executescript(SCHEMA)
+        self.owner = f"{socket.gethostname()}:{os.getpid()}"
 
     def close(self) -> None:
         self.db.close()
@@ -123,6 +148,27 @@ class RunStore:
         return {(sid, m): v for sid, m, v in self.db.execute(
             "SELECT sample_id, metric, version FROM scores WHERE task = ?", (task,))}
 
+    def claim(self, task: str, sample_ids: list[str], retry_failed: bool = False) -> list[str]:
+        """Claim the samples that no one has evaluated or is evaluating; returns those claimed."""
+        now = time.time()
+        with self.transaction() as db:
+            stored = dict(db.execute(f"SELECT sample_id, status FROM samples WHERE task = ? AND sample_id IN "
+                                     f"({','.join('?' * len(sample_ids))})", (task, *sample_ids)))
+            claims = {sid: (owner, at) for sid, owner, at in db.execute(
+                f"SELECT sample_id, owner, claimed_at FROM claims WHERE task = ? AND sample_id IN "
+                f"({','.join('?' * len(sample_ids))})", (task, *sample_ids))}
+            taken = []
+            for sid in sample_ids:
+                if sid in stored and not (retry_failed and stored[sid] == "failed"):
+                    continue
+                owner, at = claims.get(sid, (None, 0.0))
+                if owner not in (None, self.owner) and now - at < CLAIM_TTL_S and _owner_alive(owner):
+                    continue
+                taken.append(sid)
+            db.executemany("INSERT OR REPLACE INTO claims VALUES (?, ?, ?, ?)",
+                           [(task, sid, self.owner, now) for sid in taken])
+        return taken
+
     def commit(self, records: list[SampleRecord], scores: list[tuple[str, str, str, str, float | None]]) -> None:
         """Write a batch of samples and scores (task, sample_id, metric, version, value) atomically."""
         now = time.time()
@@ -133,6 +179,8 @@ class RunStore:
                   None if r.prediction is None else json.dumps(r.prediction),
                   json.dumps(r.info, sort_keys=True, default=str), now) for r in records])
             self.db.executemany("INSERT OR REPLACE INTO scores VALUES (?, ?, ?, ?, ?)", scores)
+            self.db.executemany("DELETE FROM claims WHERE task = ? AND sample_id = ?",
+                                [(r.task, r.sample_id) for r in records])
 
     def transaction(self):
         return _Transaction(self.db)

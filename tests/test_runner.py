@@ -168,3 +168,17 @@ def test_kill_9_then_resume_loses_and_duplicates_nothing(workspace):
     samples = samples_of(out)
     assert sorted(s["sample_id"] for s in samples) == [f"pair{i:03d}" for i in range(12)]
     assert results_of(out)["tasks"]["pairs_fdp"]["counts"]["scored"] == 12
+
+
+def test_two_processes_share_one_run_directory(workspace):
+    calls = workspace / "calls.txt"
+    out = workspace / "run"
+    env = {**os.environ, "WMBENCH_TEST_CALLS": str(calls), "WMBENCH_TEST_SLEEP": "0.2"}
+    cmd = [sys.executable, "-m", "benchmark.cli", "run", "--no-progress", "--tasks", "pairs_fdp",
+           "--model", "helper_models:SlowCopyModel", "--batch-size", "2", "--output", str(out)]
+    procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for _ in range(2)]
+    for proc in procs:
+        assert proc.wait(timeout=120) == 0, proc.stderr.read().decode()
+    ids = [sid for line in calls.read_text().splitlines() for sid in line.split(",")]
+    assert sorted(ids) == [f"pair{i:03d}" for i in range(12)], "each sample evaluated exactly once"
+    assert results_of(out)["tasks"]["pairs_fdp"]["counts"]["scored"] == 12
