@@ -151,21 +151,51 @@ def cmd_data_make(args: argparse.Namespace) -> int:
 def cmd_data_inspect(args: argparse.Namespace) -> int:
     from .data.frames import FrameSelection
     from .data.inspect import main as inspect_main
-    from .models import parse_model_args
 
     frames = FrameSelection(mode=args.frames, gap=args.gap, seconds=args.seconds)
-    return inspect_main(args.format, Path(args.root), parse_model_args(",".join(args.option or [])), frames,
-                        args.limit, args.sheet)
+    options = {}
+    for option in args.option or []:  # one k=v per flag: values may hold commas, e.g. subset=[ag,kubric]
+        options.update(_yaml_option(option))
+    return inspect_main(args.format, Path(args.root), options, frames, args.limit, args.sheet)
+
+
+def _yaml_option(option: str) -> dict:
+    import yaml
+
+    key, sep, value = option.partition("=")
+    if not sep or not key.strip():
+        raise WmbenchError(f"--option: expected key=value, got '{option}'")
+    return {key.strip(): yaml.safe_load(value)}
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
-    from .leaderboard import collect, markdown
+    from .leaderboard import ANCHORS, FORMATS, build, collect, render, write_all
 
-    text = markdown(collect(args.paths or ["results"]))
+    anchors = _csv(args.anchors) if args.anchors is not None else list(ANCHORS)
+    board = build(collect(args.paths or ["results"]), tasks=_csv(args.tasks) or None,
+                  metrics=_csv(args.metrics) or None, groups=args.group, anchors=anchors, average=not args.no_avg)
     if args.output:
-        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.output).write_text(text, encoding="utf-8")
-    print(text, end="")
+        for path in write_all(board, Path(args.output), ci=not args.no_ci):
+            print(f"wmbench: wrote {path}", file=sys.stderr)
+    print(render(board, args.format, ci=not args.no_ci), end="")
+    return EXIT_OK
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .compare import compare, render
+
+    rows = compare(Path(args.run_a), Path(args.run_b), tasks=_csv(args.tasks) or None,
+                   metrics=_csv(args.metrics) or None, seed=args.seed)
+    print(render(rows, args.format, args.run_a, args.run_b), end="")
+    return EXIT_OK
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import write_report
+
+    path = write_report([Path(p) for p in args.runs], Path(args.output), max_samples=args.max_samples,
+                        tasks=_csv(args.tasks) or None, data_dir=args.data_dir, thumb=args.thumb_size)
+    print(f"wmbench: wrote {path} ({path.stat().st_size / 1e6:.1f} MB)", file=sys.stderr)
     return EXIT_OK
 
 
@@ -242,11 +272,44 @@ def build_parser() -> argparse.ArgumentParser:
     insp.add_argument("--sheet", help="write a contact-sheet PNG of the printed transitions here")
     insp.set_defaults(func=cmd_data_inspect)
 
-    board = sub.add_parser("leaderboard", help="tabulate run directories (results.json files)")
+    board = sub.add_parser("leaderboard", help="tabulate run directories (results.json files)",
+                           description="Tabulate runs: models x (task, metric), mean +/- 95%% CI, anchors set "
+                                       "apart, best non-anchor value in bold. See docs/leaderboard.md.")
     board.add_argument("paths", nargs="*", metavar="RUN_DIR", help="run directories or folders of them "
                                                                    "(default: results/)")
-    board.add_argument("--output", help="also write the table to this file")
+    board.add_argument("--tasks", help="comma-separated task names or globs, in column order (default: all)")
+    board.add_argument("--metrics", help="comma-separated metrics, in column order (default: all)")
+    board.add_argument("--group", action="append", metavar="[LABEL=]RULE",
+                       help="put tasks in one column group, one column per subset plus Avg: a task-name pattern "
+                            "with {subset} (e.g. aurora_{subset}_fdp) or suite:NAME (repeatable)")
+    board.add_argument("--format", default="md", choices=["md", "latex", "csv", "html"], help="printed format")
+    board.add_argument("--output", metavar="DIR", help="also write leaderboard.{md,tex,csv,html} into DIR")
+    board.add_argument("--anchors", help="comma-separated anchor models (default: oracle,copy,blur,majority)")
+    board.add_argument("--no-ci", action="store_true", help="leave the +/- intervals out")
+    board.add_argument("--no-avg", action="store_true", help="no Avg column for groups")
     board.set_defaults(func=cmd_leaderboard)
+
+    comp = sub.add_parser("compare", help="paired comparison of two runs on their common samples",
+                          description="Per task and metric: paired samples, means, the difference B - A with a "
+                                      "95%% clustered bootstrap CI, the Wilcoxon signed-rank p-value and the "
+                                      "matched-pairs rank-biserial effect size.")
+    comp.add_argument("run_a", metavar="RUN_A")
+    comp.add_argument("run_b", metavar="RUN_B")
+    comp.add_argument("--tasks", help="comma-separated task names (default: the tasks both runs have)")
+    comp.add_argument("--metrics", help="comma-separated metrics (default: those both runs scored)")
+    comp.add_argument("--format", default="text", choices=["text", "md", "csv", "json"])
+    comp.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    comp.set_defaults(func=cmd_compare)
+
+    rep = sub.add_parser("report", help="one self-contained HTML page of samples, predictions and figures")
+    rep.add_argument("runs", nargs="+", metavar="RUN_DIR")
+    rep.add_argument("--output", default="report.html", help="the HTML file (default: report.html)")
+    rep.add_argument("--max-samples", type=int, default=200, help="samples shown at most (default 200)")
+    rep.add_argument("--tasks", help="comma-separated task names (default: all tasks of the runs)")
+    rep.add_argument("--data-dir", help="datasets folder for source/target frames (default: the runs' data dir, "
+                                        "else $WMBENCH_DATA_DIR)")
+    rep.add_argument("--thumb-size", type=int, default=160, help="thumbnail size in pixels (default 160)")
+    rep.set_defaults(func=cmd_report)
 
     weights = sub.add_parser("weights", help="list, fetch or verify metric weights")
     weights.add_argument("action", choices=["list", "fetch", "verify"])

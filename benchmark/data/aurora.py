@@ -22,7 +22,8 @@ sample fails and the run goes on. A path escaping the root fails its sample the 
 from __future__ import annotations
 
 import json
-from pathlib import Path
+import re
+from pathlib import Path, PurePosixPath
 from typing import Any, Iterator
 
 from ..errors import SampleError, WmbenchError
@@ -64,7 +65,7 @@ def read(root: Path, spec: Any, frames: FrameSelection) -> Iterator[Transition]:
             sample_id=sample_id,
             dataset=DATASET,
             split=spec.split,
-            episode_id=f"{task}:{entry_id if entry_id not in (None, '') else index}",
+            episode_id=f"{task}:{episode_of(entry['input'])}",
             source=image(root, entry["input"], where, "input"),
             target=image(root, output, where, "output") if output else None,
             action_text=str(_instruction(entry)).strip(),
@@ -98,7 +99,7 @@ def load_entries(path: Path) -> list:
 
 def image(root: Path, relative: Any, where: str, field: str) -> LazyImage:
     """A LazyImage of `root/relative`; every problem (escape, missing, corrupt) fails the sample."""
-    origin = f"{relative} ({where}, field '{field}')"
+    origin = str(relative)
     if not isinstance(relative, str) or not relative.strip():
         return LazyImage(_raiser(SampleError(f"{where}: field '{field}' is not a path: {relative!r}")), origin)
     try:
@@ -112,6 +113,21 @@ def image(root: Path, relative: Any, where: str, field: str) -> LazyImage:
         return decode_image(path, f"{path} ({where}, field '{field}')")
 
     return LazyImage(load, origin)
+
+
+def episode_of(input_path: Any) -> str:
+    """Samples that share a scene share an episode (confidence intervals resample whole episodes):
+    the image's folder under data/<task>/images (MagicBrush turns, SSv2 and Kubric pairs), else the
+    Action Genome video of `<video>.mp4_<frame>_<side>.png`, else the image itself (WhatsUp sources
+    recur across entries)."""
+    parts = PurePosixPath(str(input_path)).parts
+    if len(parts) >= 3 and parts[0] == "data":
+        parts = parts[3:] if parts[2] == "images" else parts[2:]
+    if len(parts) > 1:
+        return "/".join(parts[:-1])
+    name = parts[-1] if parts else str(input_path)
+    match = re.match(r"(.+?\.mp4)_\d+_", name)
+    return match.group(1) if match else name
 
 
 def _raiser(exc: Exception):

@@ -88,3 +88,169 @@ def motion_magnitudes(frames: np.ndarray) -> np.ndarray:
     """Per-frame motion: mean absolute difference to the previous frame (0 for the first)."""
     diffs = np.abs(np.diff(frames.astype(np.int16), axis=0)).mean(axis=(1, 2, 3))
     return np.concatenate([[0.0], diffs])
+
+
+def read_frames_seek(path: Path, indices: Iterable[int], seek_gap: int = 150,
+                     partial: bool = False) -> dict[int, np.ndarray]:
+    """Frames at 0-based `indices` of a constant-frame-rate video, seeking over long gaps.
+
+    `read_frames` decodes from the start; for long videos with a few wanted frames (Ego4D full-scale
+    videos are minutes long) this seeks to the keyframe before a wanted frame whenever it lies more
+    than `seek_gap` frames past the decoder's position. A frame's index is its presentation time
+    (relative to the stream start) times the stream's frame rate, rounded. With `partial`, frames
+    past the end map to a SampleError instead of failing the whole call (one bad annotation then
+    fails only its own samples).
+    """
+    import av
+
+    want = sorted(set(int(i) for i in indices))
+    out: dict[int, np.ndarray] = {}
+    if not want:
+        return out
+    try:
+        container = av.open(str(path))
+    except FileNotFoundError as exc:
+        raise SampleError(f"missing video {path}") from exc
+    except Exception as exc:
+        raise SampleError(f"cannot open video {path}: {exc}") from exc
+    with container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        fps = float(stream.average_rate or stream.guessed_rate or 0)
+        if not fps or stream.time_base is None:
+            raise SampleError(f"video {path} declares no frame rate; cannot locate frames by index")
+        tb = float(stream.time_base)
+        start = stream.start_time or 0
+        pos, i, restarted = -1, 0, False
+        try:
+            while i < len(want):
+                if pos < 0 or want[i] - pos > seek_gap:
+                    target_pts = start if restarted else start + int(want[i] / fps / tb)
+                    container.seek(target_pts, stream=stream, backward=True)
+                first = True
+                for frame in container.decode(stream):
+                    if frame.pts is None:
+                        raise SampleError(f"video {path}: a frame without a timestamp; cannot seek by index")
+                    pos = int(round((frame.pts - start) * tb * fps))
+                    if first and pos > want[i] and not restarted:
+                        break  # the seek landed past the wanted frame: decode from the start instead
+                    first = False
+                    if pos < want[i]:
+                        continue
+                    rgb = frame.to_ndarray(format="rgb24")
+                    while i < len(want) and want[i] <= pos:
+                        if pos - want[i] > 1:
+                            raise SampleError(f"video {path}: no frame at index {want[i]} (next frame is {pos})")
+                        out[want[i]] = rgb
+                        i += 1
+                    if i >= len(want) or want[i] - pos > seek_gap:
+                        break
+                else:
+                    break  # end of stream
+                if first and not restarted and i < len(want):
+                    restarted, pos, seek_gap = True, -1, 1 << 62  # from now on: one sequential pass
+        except SampleError:
+            raise
+        except Exception as exc:
+            raise SampleError(f"corrupt video {path} near frame {pos}: {exc}") from exc
+    missing = want[i:]
+    if missing and partial:
+        out.update({k: SampleError(f"video {path} ends at frame {pos}; no frame {k}") for k in missing})
+    elif missing:
+        raise SampleError(f"video {path} ends at frame {pos}; cannot get frame(s) {missing[:5]}")
+    return out
+
+
+class FrameCache:
+    """A byte-bounded LRU of decoded `FrameGroup`s, one per reader call (no global state).
+
+    Keeps memory bounded when the runner loads only some images of a group (a failed source
+    leaves its target unloaded): the least recently decoded groups drop their frames first.
+    """
+
+    def __init__(self, max_bytes: int = 512 << 20):
+        self.max_bytes = max_bytes
+        self._groups: list["FrameGroup"] = []
+
+    def admit(self, group: "FrameGroup") -> None:
+        if group in self._groups:
+            self._groups.remove(group)
+        self._groups.append(group)
+        while len(self._groups) > 1 and sum(g.nbytes for g in self._groups) > self.max_bytes:
+            self._groups.pop(0).release()
+
+    def forget(self, group: "FrameGroup") -> None:
+        if group in self._groups:
+            self._groups.remove(group)
+
+
+class FrameHandle:
+    """The loader of one LazyImage in a `FrameGroup` (weakly tracked by the group)."""
+
+    __slots__ = ("group", "key", "where", "done", "__weakref__")
+
+    def __init__(self, group: "FrameGroup", key, where: str = ""):
+        self.group, self.key, self.where, self.done = group, key, where, False
+
+    def __call__(self) -> np.ndarray:
+        try:
+            return self.group.get(self)
+        except SampleError as exc:
+            if self.where and self.where not in str(exc):
+                raise SampleError(f"{exc} ({self.where})") from exc
+            raise
+
+
+class FrameGroup:
+    """Frames of one source (a video, a tar of frames) shared by the LazyImages of its samples.
+
+    On the first load, `decode(keys) -> {key: frame or SampleError}` is called ONCE with the keys of
+    every image still alive, so images of samples the runner did not select (dropped, hence
+    garbage-collected) cost nothing. Frames are released when every live image has been loaded, or
+    evicted by the `FrameCache`; a decoding error is kept and re-raised for every image of the group.
+    """
+
+    def __init__(self, decode, cache: FrameCache, name: str = ""):
+        import weakref
+
+        self._decode = decode
+        self._cache = cache
+        self._handles: "weakref.WeakSet[FrameHandle]" = weakref.WeakSet()
+        self._frames: dict | None = None
+        self._error: SampleError | None = None
+        self.name = name
+        self.decodes = 0  # how many times this group decoded its source (for tests and benchmarks)
+
+    def handle(self, key, where: str = "") -> FrameHandle:
+        """The loader of one image; `where` (the dataset entry) is added to its error messages."""
+        h = FrameHandle(self, key, where)
+        self._handles.add(h)
+        return h
+
+    @property
+    def nbytes(self) -> int:
+        return sum(getattr(a, "nbytes", 0) for a in (self._frames or {}).values())
+
+    def get(self, handle: FrameHandle) -> np.ndarray:
+        if self._error is not None:
+            raise SampleError(str(self._error))
+        if self._frames is None or handle.key not in self._frames:
+            keys = sorted({h.key for h in list(self._handles) if not h.done} | {handle.key})
+            self.decodes += 1
+            try:
+                self._frames = self._decode(keys)
+            except SampleError as exc:
+                self._error = exc
+                raise
+            self._cache.admit(self)
+        frame = self._frames[handle.key]
+        handle.done = True
+        if all(h.done for h in list(self._handles)):
+            self.release()
+        if isinstance(frame, Exception):  # `decode` may fail single keys (a frame missing from a tar)
+            raise frame
+        return frame
+
+    def release(self) -> None:
+        self._frames = None
+        self._cache.forget(self)
