@@ -16,6 +16,19 @@ def _csv(text: str | None) -> list[str]:
     return [p.strip() for p in (text or "").split(",") if p.strip()]
 
 
+def _options(flags: list[str] | None) -> dict:
+    """Repeatable `k=v` flags; one pair per flag so values may hold commas, e.g. subset=[ag,kubric]."""
+    import yaml
+
+    options = {}
+    for flag in flags or []:
+        key, sep, value = flag.partition("=")
+        if not sep or not key.strip():
+            raise WmbenchError(f"expected key=value, got '{flag}'")
+        options[key.strip()] = yaml.safe_load(value)
+    return options
+
+
 # run -----------------------------------------------------------------------------------------
 def cmd_run(args: argparse.Namespace) -> int:
     from .data import resolve_data_dir
@@ -23,7 +36,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .runner import check_capabilities, effective_task, supports
     from .tasks import resolve_tasks
 
-    tasks = [effective_task(t, args.limit, args.seed)
+    dataset_options = _options(args.dataset_option)
+    tasks = [effective_task(t, args.limit, args.seed, dataset_options)
              for t in resolve_tasks(_csv(args.tasks) or ["default"], args.include_path)]
     model_args = parse_model_args(args.model_args)
     if args.model:
@@ -153,19 +167,7 @@ def cmd_data_inspect(args: argparse.Namespace) -> int:
     from .data.inspect import main as inspect_main
 
     frames = FrameSelection(mode=args.frames, gap=args.gap, seconds=args.seconds)
-    options = {}
-    for option in args.option or []:  # one k=v per flag: values may hold commas, e.g. subset=[ag,kubric]
-        options.update(_yaml_option(option))
-    return inspect_main(args.format, Path(args.root), options, frames, args.limit, args.sheet)
-
-
-def _yaml_option(option: str) -> dict:
-    import yaml
-
-    key, sep, value = option.partition("=")
-    if not sep or not key.strip():
-        raise WmbenchError(f"--option: expected key=value, got '{option}'")
-    return {key.strip(): yaml.safe_load(value)}
+    return inspect_main(args.format, Path(args.root), _options(args.option), frames, args.limit, args.sheet)
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
@@ -231,6 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
                                       f"sub-directory per model inside it (default: {DEFAULT_OUTPUT}/<model>)")
     run.add_argument("--data-dir", help="datasets folder (default: $WMBENCH_DATA_DIR or ~/.cache/wmbench/data)")
     run.add_argument("--include-path", action="append", help="extra folder of task YAMLs (repeatable)")
+    run.add_argument("--dataset-option", action="append", metavar="K=V",
+                     help="override a dataset option of every selected task, e.g. trust_pickle=true (repeatable)")
     run.add_argument("--rescore", action="store_true",
                      help="recompute every metric from stored predictions, without calling the model")
     run.add_argument("--retry-failed", action="store_true", help="evaluate failed samples again")
@@ -308,7 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--tasks", help="comma-separated task names (default: all tasks of the runs)")
     rep.add_argument("--data-dir", help="datasets folder for source/target frames (default: the runs' data dir, "
                                         "else $WMBENCH_DATA_DIR)")
-    rep.add_argument("--thumb-size", type=int, default=160, help="thumbnail size in pixels (default 160)")
+    rep.add_argument("--thumb-size", type=int, default=128, help="thumbnail size in pixels (default 128)")
     rep.set_defaults(func=cmd_report)
 
     weights = sub.add_parser("weights", help="list, fetch or verify metric weights")

@@ -67,9 +67,12 @@ def supports(card: ModelCard, task: TaskSpec) -> bool:
     return TASK_CAPABILITY[task.kind] in adapter_class(card).capabilities()
 
 
-def effective_task(task: TaskSpec, limit: int | None, seed: int | None) -> TaskSpec:
-    """Command-line --limit / --seed override the spec's."""
-    changes = {k: v for k, v in (("limit", limit), ("seed", seed)) if v is not None}
+def effective_task(task: TaskSpec, limit: int | None = None, seed: int | None = None,
+                   dataset_options: dict[str, Any] | None = None) -> TaskSpec:
+    """Command-line --limit / --seed / --dataset-option override the spec's."""
+    changes: dict[str, Any] = {k: v for k, v in (("limit", limit), ("seed", seed)) if v is not None}
+    if dataset_options:
+        changes["dataset"] = dataclasses.replace(task.dataset, options={**task.dataset.options, **dataset_options})
     return dataclasses.replace(task, **changes) if changes else task
 
 
@@ -179,10 +182,10 @@ class Evaluation:
 
     def _run_task(self, task: TaskSpec, rescore: bool) -> TaskOutcome:
         started = time.perf_counter()
-        model_info = {"card": self.card.to_dict(), "fingerprint": self.card.fingerprint}
-        self.store.bind_task(task.name, task.sample_fingerprint, task.to_dict(), model_info)
         transitions = select(task, self.data_dir, self.progress)
         self.summary.timings["data"] += time.perf_counter() - started
+        model_info = {"card": self.card.to_dict(), "fingerprint": self.card.fingerprint}
+        self.store.bind_task(task.name, task.sample_fingerprint, task.to_dict(), model_info)
         status = self.store.statuses(task.name)
         retry = {"failed"} if self.retry_failed else set()
         todo = [(i, t) for i, t in enumerate(transitions) if status.get(t.sample_id) in (None, *retry)]

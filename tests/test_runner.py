@@ -182,3 +182,14 @@ def test_two_processes_share_one_run_directory(workspace):
     ids = [sid for line in calls.read_text().splitlines() for sid in line.split(",")]
     assert sorted(ids) == [f"pair{i:03d}" for i in range(12)], "each sample evaluated exactly once"
     assert results_of(out)["tasks"]["pairs_fdp"]["counts"]["scored"] == 12
+
+
+def test_dataset_option_overrides_the_task(workspace, capsys):
+    pairs = workspace / "data" / "pairs"
+    (pairs / "pairs.jsonl").rename(pairs / "mine.jsonl")
+    out = workspace / "run"
+    assert run_cli("--tasks", "pairs_fdp", "--model", "copy", "--output", str(out)) == 2
+    assert "pairs.jsonl" in capsys.readouterr().err
+    assert run_cli("--tasks", "pairs_fdp", "--model", "copy", "--dataset-option", "file=mine.jsonl",
+                   "--output", str(out)) == 0
+    assert results_of(out)["tasks"]["pairs_fdp"]["spec"]["dataset"]["options"] == {"file": "mine.jsonl"}

@@ -21,7 +21,7 @@ from ..types import Transition
 from .frames import FrameSelection
 
 #: The split a format is inspected on when the options name none (the published splits differ).
-DEFAULT_SPLITS = {"ssv2": "validation", "epic": "validation", "ego4d": "all"}
+DEFAULT_SPLITS = {"ssv2": "validation", "epic": "validation", "ego4d": "all", "rlds": "train", "calvin": "validation"}
 THUMB = 160  # thumbnail height in the sheet, pixels
 TEXT_WIDTH = 300
 
