@@ -21,6 +21,15 @@ MODELS.register("copy", "benchmark.models.baselines:CopyModel")
 MODELS.register("blur", "benchmark.models.baselines:BlurModel")
 MODELS.register("oracle", "benchmark.models.baselines:OracleModel")
 MODELS.register("majority", "benchmark.models.baselines:MajorityModel")
+MODELS.register("hf-vlm", "benchmark.models.hf_vlm:HFVisionLanguageModel")
+MODELS.register("emu3", "benchmark.models.unified:Emu3WorldModel")
+MODELS.register("janus", "benchmark.models.unified:JanusWorldModel")
+MODELS.register("chameleon", "benchmark.models.unified:ChameleonWorldModel")
+MODELS.register("instruct-pix2pix", "benchmark.models.editors:InstructPix2PixEditor")
+MODELS.register("diffusers-editor", "benchmark.models.editors:DiffusersEditor")
+MODELS.register("openai-compatible", "benchmark.models.api:OpenAIChatModel")
+MODELS.register("openai-compatible-scoring", "benchmark.models.api:OpenAIScoringModel")
+MODELS.register("verified", "benchmark.models.verified:VerifiedModel")
 
 CARDS_DIR = Path(__file__).resolve().parents[2] / "baselines"
 

@@ -1,0 +1,116 @@
+"""Bootstrapped FDP: best-of-N sampling from an FDP model, verified by an IDP model.
+
+The paper's inference-time bootstrapping (Qiu et al., arXiv:2506.06006): draw N candidate next
+frames per input, score each (source, candidate) pair by the IDP model's log-likelihood of the
+instructed action, keep the best. Both steps are single batched calls: the sampler gets the batch
+once with `n=N`, the verifier gets all B*N pairs at once (it micro-batches internally).
+
+The runner stores every candidate and its score: it calls `predict_candidates` and `verify`
+itself (so a finished run can be re-verified with another verifier, or re-selected with a smaller
+N, without generating again) and `select` to pick the winners. `predict_next` composes the three
+for callers that only want the best frames.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..errors import SampleError, WmbenchError
+from ..types import Batch, Transition
+from .base import Model
+
+DEFAULT_VERIFIER_PROMPT = ("The first image shows a scene before an action and the second image the same scene "
+                           "after it. What action was performed? Answer with the action only.")
+
+
+class VerifiedModel(Model):
+    """`sampler` (an FDP card or adapter name) + `verifier` (an IDP card or adapter name with
+    `action_logprob`), best of `n` candidates. Sub-model args: `sampler_args` / `verifier_args`
+    (dicts, from a card) or prefixed keys from `--model-args`: `sampler.temperature=1.0,verifier.path=...`."""
+
+    description = "FDP best-of-N: samples N next frames, keeps the one an IDP verifier finds most likely to follow the action"
+
+    def __init__(self, sampler: str, verifier: str, n: int = 4, sampler_args: dict[str, Any] | None = None,
+                 verifier_args: dict[str, Any] | None = None, verifier_prompt: str = DEFAULT_VERIFIER_PROMPT,
+                 **prefixed: Any):
+        super().__init__()
+        sampler_args, verifier_args = dict(sampler_args or {}), dict(verifier_args or {})
+        for key, value in prefixed.items():
+            owner, dot, name = key.partition(".")
+            if not dot or owner not in ("sampler", "verifier") or not name:
+                raise TypeError(f"unexpected model arg '{key}' (sub-model args are 'sampler.<arg>' or 'verifier.<arg>')")
+            (sampler_args if owner == "sampler" else verifier_args)[name] = value
+        self.n = int(n)
+        if self.n < 1:
+            raise WmbenchError(f"verified: n must be >= 1, got {n}")
+        self.verifier_prompt = str(verifier_prompt)
+        self.sampler_card, self.sampler = _build(sampler, sampler_args, "predict_next", "sampler")
+        self.verifier_card, self.verifier = _build(verifier, verifier_args, "action_logprob", "verifier")
+
+    def prepare(self, kind: str, transitions: Sequence[Transition]) -> None:
+        self.sampler.prepare(kind, transitions)
+        self.verifier.prepare("idp", transitions)
+
+    def predict_candidates(self, batch: Batch, n: int | None = None) -> list[list[np.ndarray]]:
+        """N candidate next frames per sample, drawn in one batched call of the sampler."""
+        n = self.n if n is None else int(n)
+        candidates = self.sampler.predict_next(batch, n=n)
+        if len(candidates) != len(batch) or any(len(c) != n for c in candidates):
+            raise SampleError(f"verified: sampler returned {[len(c) for c in candidates]} candidates, expected {n} each")
+        return candidates
+
+    def verify(self, batch: Batch, candidates: list[list[np.ndarray]]) -> list[list[float]]:
+        """log p(action | source, candidate) for every candidate, all B*N pairs in one verifier call."""
+        if batch.actions is None:
+            raise WmbenchError("verified: the batch carries no action texts to verify against")
+        counts = [len(c) for c in candidates]
+        flat = Batch(
+            sample_ids=[f"{sid}#{j}" for sid, k in zip(batch.sample_ids, counts) for j in range(k)],
+            sources=[src for src, k in zip(batch.sources, counts) for _ in range(k)],
+            targets=[cand for cands in candidates for cand in cands],
+            prompts=[self.verifier_prompt] * sum(counts),
+            meta=[m for m, k in zip(batch.meta or [{}] * len(batch), counts) for _ in range(k)],
+        )
+        actions = [a for a, k in zip(batch.actions, counts) for _ in range(k)]
+        scores = self.verifier.action_logprob(flat, actions)
+        out, start = [], 0
+        for k in counts:
+            out.append([float(s) for s in scores[start:start + k]])
+            start += k
+        return out
+
+    @staticmethod
+    def select(candidates: list[list[np.ndarray]], scores: list[list[float]], n: int = 1,
+               limit: int | None = None) -> list[list[np.ndarray]]:
+        """The `n` best candidates per sample among the first `limit` (all by default); ties keep
+        the earlier candidate, so best-of-N with a smaller N reuses the stored draws exactly."""
+        chosen = []
+        for cands, sc in zip(candidates, scores):
+            k = len(cands) if limit is None else min(int(limit), len(cands))
+            order = sorted(range(k), key=lambda j: (-sc[j], j))
+            chosen.append([cands[j] for j in order[:n]])
+        return chosen
+
+    def predict_next(self, batch: Batch, n: int = 1) -> list[list[np.ndarray]]:
+        if n > self.n:
+            raise WmbenchError(f"verified: asked for {n} predictions from best-of-{self.n}")
+        candidates = self.predict_candidates(batch, self.n)
+        return self.select(candidates, self.verify(batch, candidates), n=n)
+
+    def fingerprint(self) -> dict[str, Any]:
+        return {"n": self.n, "verifier_prompt": self.verifier_prompt,
+                "sampler": {"card": self.sampler_card.fingerprint, **self.sampler.fingerprint()},
+                "verifier": {"card": self.verifier_card.fingerprint, **self.verifier.fingerprint()}}
+
+
+def _build(selector: str, args: dict[str, Any], capability: str, role: str) -> tuple[Any, Model]:
+    from . import instantiate, resolve_card
+
+    card = resolve_card(str(selector), args)
+    model = instantiate(card)
+    if capability not in model.capabilities():
+        raise WmbenchError(f"verified: {role} '{selector}' cannot {capability} "
+                           f"(it can: {', '.join(model.capabilities()) or 'nothing'})")
+    return card, model

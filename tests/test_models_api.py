@@ -1,0 +1,189 @@
+"""OpenAI-compatible adapter against a local HTTP server (127.0.0.1, in a thread) that speaks the
+chat-completions, image-edits and vLLM prompt_logprobs protocol, including 429 and 500 replies."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import threading
+import time
+from email.parser import BytesParser
+from email.policy import default as email_policy
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from benchmark.errors import SampleError, WmbenchError
+from benchmark.models.api import OpenAIChatModel, OpenAIScoringModel
+from benchmark.types import Batch
+
+KEY = "sk-test-secret-0123456789"
+
+
+class Server:
+    """Scripted replies: `plan` maps a path to a list of (status, headers) failures served first."""
+
+    def __init__(self):
+        self.requests: list[tuple[str, dict, bytes]] = []
+        self.plan: dict[str, list[tuple[int, dict]]] = {}
+        self.active = self.peak = 0
+        self.lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                path = self.path.removeprefix("/v1/")
+                with server.lock:
+                    server.requests.append((path, dict(self.headers), body))
+                    server.active += 1
+                    server.peak = max(server.peak, server.active)
+                    failure = server.plan.get(path, []).pop(0) if server.plan.get(path) else None
+                time.sleep(0.02)
+                try:
+                    if failure:
+                        status, headers = failure
+                        return self._reply(status, {"error": {"message": f"bad key {KEY}"}}, headers)
+                    self._reply(200, server.respond(path, self.headers, body))
+                finally:
+                    with server.lock:
+                        server.active -= 1
+
+            def _reply(self, status, payload, headers=None):
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def respond(self, path, headers, body):
+        if path == "chat/completions":
+            payload = json.loads(body)
+            if "prompt_logprobs" in payload:
+                action = payload["messages"][-1]["content"]
+                words = action.split(" ")
+                pieces = [w if i == 0 else " " + w for i, w in enumerate(words)]
+                entries = [None, {"7": {"logprob": -0.5, "rank": 1, "decoded_token": "ASSISTANT:"}}]
+                entries += [{str(i): {"logprob": -1.0 - i, "rank": 1, "decoded_token": p}} for i, p in enumerate(pieces)]
+                return {"choices": [{"message": {"content": ""}}], "prompt_logprobs": entries}
+            images = [c for c in payload["messages"][-1]["content"] if c["type"] == "image_url"]
+            text = [c for c in payload["messages"][-1]["content"] if c["type"] == "text"][0]["text"]
+            return {"choices": [{"message": {"content": f" {len(images)} images: {text} "}}]}
+        if path == "images/edits":
+            ctype = headers["Content-Type"]
+            message = BytesParser(policy=email_policy).parsebytes(f"Content-Type: {ctype}\r\n\r\n".encode() + body)
+            parts = {p.get_param("name", header="content-disposition"): p for p in message.iter_parts()}
+            image = np.asarray(Image.open(io.BytesIO(parts["image"].get_payload(decode=True))).convert("RGB"))
+            n = int(parts["n"].get_content())
+            data = []
+            for j in range(n):
+                buffer = io.BytesIO()
+                Image.fromarray((255 - image) // (j + 1)).save(buffer, format="PNG")
+                data.append({"b64_json": base64.b64encode(buffer.getvalue()).decode()})
+            return {"data": data}
+        raise AssertionError(path)
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def server(monkeypatch):
+    monkeypatch.setenv("WMBENCH_TEST_KEY", KEY)
+    srv = Server()
+    yield srv
+    srv.close()
+
+
+def make_batch(b: int = 3) -> Batch:
+    rng = np.random.default_rng(3)
+    sources = [rng.integers(0, 255, (12, 16, 3), dtype=np.uint8) for _ in range(b)]
+    targets = [rng.integers(0, 255, (12, 16, 3), dtype=np.uint8) for _ in range(b)]
+    return Batch(sample_ids=[f"s{i}" for i in range(b)], sources=sources, targets=targets,
+                 prompts=[f"prompt {i}" for i in range(b)], actions=[f"push the cup {i}" for i in range(b)])
+
+
+def model(server, cls=OpenAIChatModel, **kwargs):
+    return cls(model="test-vlm", base_url=server.url, api_key_env="WMBENCH_TEST_KEY", backoff=0.01, **kwargs)
+
+
+def test_idp_chat_sends_two_images_and_the_key(server):
+    out = model(server, concurrency=2).infer_action(make_batch())
+    assert out == [f"2 images: prompt {i}" for i in range(3)]  # order kept, whitespace stripped
+    path, headers, body = server.requests[0]
+    payload = json.loads(body)
+    assert headers["Authorization"] == f"Bearer {KEY}"
+    urls = [c["image_url"]["url"] for c in payload["messages"][0]["content"] if c["type"] == "image_url"]
+    decoded = Image.open(io.BytesIO(base64.b64decode(urls[0].split(",", 1)[1])))
+    assert len(urls) == 2 and decoded.size == (16, 12)
+    assert payload["model"] == "test-vlm" and payload["temperature"] == 0.0
+
+
+def test_concurrency_limit(server):
+    model(server, concurrency=2).answer([[np.zeros((4, 4, 3), np.uint8)]] * 8, ["q"] * 8)
+    assert server.peak <= 2 and len(server.requests) == 8
+
+
+def test_retries_429_with_retry_after_then_500(server):
+    server.plan["chat/completions"] = [(429, {"Retry-After": "0.2"}), (500, {})]
+    start = time.monotonic()
+    out = model(server, concurrency=1).answer([[np.zeros((4, 4, 3), np.uint8)]], ["q"])
+    assert out == ["1 images: q"] and len(server.requests) == 3
+    assert time.monotonic() - start >= 0.2  # honoured Retry-After
+
+
+def test_gives_up_without_leaking_the_key(server):
+    server.plan["chat/completions"] = [(500, {})] * 3
+    with pytest.raises(SampleError) as info:
+        model(server, max_retries=2).answer([[np.zeros((4, 4, 3), np.uint8)]], ["q"])
+    assert "HTTP 500" in str(info.value) and "3 attempt" in str(info.value)
+    assert KEY not in str(info.value) and "***" in str(info.value)
+
+
+def test_client_errors_are_not_retried(server):
+    server.plan["chat/completions"] = [(400, {})]
+    with pytest.raises(SampleError, match="HTTP 400"):
+        model(server).answer([[np.zeros((4, 4, 3), np.uint8)]], ["q"])
+    assert len(server.requests) == 1
+
+
+def test_image_edits_return_n_images_at_source_size(server):
+    batch = make_batch(2)
+    out = model(server, edit_model="edit-1").predict_next(batch, n=2)
+    assert [len(x) for x in out] == [2, 2]
+    assert np.array_equal(out[0][0], 255 - batch.sources[0])  # PNG round trip is lossless
+    assert np.array_equal(out[1][1], (255 - batch.sources[1]) // 2)
+    assert all(r[0] == "images/edits" for r in server.requests)
+
+
+def test_scoring_sums_the_action_tokens(server):
+    batch = make_batch(2)
+    scorer = model(server, cls=OpenAIScoringModel)
+    sums = scorer.action_logprob(batch, ["push the cup", "open"])
+    assert sums == [pytest.approx(-1.0 - 2.0 - 3.0), pytest.approx(-1.0)]
+    means = model(server, cls=OpenAIScoringModel, logprob_reduction="mean").action_logprob(batch, ["push the cup", "open"])
+    assert means == [pytest.approx(-2.0), pytest.approx(-1.0)]
+    payload = json.loads(server.requests[0][2])
+    assert payload["continue_final_message"] is True and payload["messages"][-1]["role"] == "assistant"
+
+
+def test_capabilities_and_key_hygiene(server):
+    assert "action_logprob" not in OpenAIChatModel.capabilities()
+    assert OpenAIScoringModel.capabilities() == ("predict_next", "infer_action", "action_logprob", "answer")
+    assert KEY not in json.dumps(model(server).fingerprint())
+    with pytest.raises(WmbenchError, match="environment variable"):
+        OpenAIChatModel(model="m", api_key_env="sk-abc-123")

@@ -1,0 +1,96 @@
+"""Best-of-N `verified` model: a real tiny Janus sampler + a real tiny Qwen2-VL verifier."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+import tiny_models  # noqa: E402
+
+from benchmark.errors import WmbenchError  # noqa: E402
+from benchmark.models import instantiate, resolve_card  # noqa: E402
+from benchmark.models.verified import VerifiedModel  # noqa: E402
+from benchmark.types import Batch  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    return {"janus": tiny_models.build_janus(tmp_path_factory.mktemp("janus")),
+            "qwen": tiny_models.build_qwen2_vl(tmp_path_factory.mktemp("qwen"))}
+
+
+def make_batch(b: int = 3) -> Batch:
+    rng = np.random.default_rng(4)
+    sources = [rng.integers(0, 255, (20, 24, 3), dtype=np.uint8) for _ in range(b)]
+    actions = ["move the cup", "open the door", "push the red block"][:b]
+    return Batch(sample_ids=[f"s{i}" for i in range(b)], sources=sources, prompts=actions, actions=actions)
+
+
+def spy(obj, name, calls):
+    original = getattr(obj, name)
+
+    def wrapper(*args, **kwargs):
+        calls.append((args, kwargs))
+        return original(*args, **kwargs)
+    setattr(obj, name, wrapper)
+
+
+def build(folders, n=4, **extra):
+    card = resolve_card("verified", {"sampler": "janus", "verifier": "hf-vlm", "n": n,
+                                     "sampler.path": str(folders["janus"]), "sampler.seed": 5,
+                                     "verifier.path": str(folders["qwen"]), **extra})
+    return instantiate(card)
+
+
+def test_best_of_n_batches_and_picks_the_argmax(folders):
+    model = build(folders)
+    assert isinstance(model, VerifiedModel) and model.capabilities() == ("predict_next",)
+    sampler_calls, verifier_calls = [], []
+    spy(model.sampler, "predict_next", sampler_calls)
+    spy(model.verifier, "action_logprob", verifier_calls)
+    batch = make_batch()
+    candidates = model.predict_candidates(batch)
+    scores = model.verify(batch, candidates)
+    assert len(sampler_calls) == 1 and sampler_calls[0][1]["n"] == 4  # one batched sampler call
+    assert len(verifier_calls) == 1 and len(verifier_calls[0][0][1]) == 12  # all B*N pairs at once
+    assert [len(s) for s in scores] == [4, 4, 4]
+    # each score is the verifier's log p(action | source, candidate), as if asked alone
+    alone = model.verifier.action_logprob(
+        Batch(sample_ids=["x"], sources=[batch.sources[1]], targets=[candidates[1][2]],
+              prompts=[model.verifier_prompt]), [batch.actions[1]])[0]
+    assert scores[1][2] == pytest.approx(alone, abs=1e-3)
+    best = model.predict_next(batch)
+    for cands, sc, chosen in zip(candidates, scores, best):
+        assert np.array_equal(chosen[0], cands[int(np.argmax(sc))])
+
+
+def test_select_reuses_stored_draws_for_smaller_n():
+    cands = [[np.full((2, 2, 3), v, np.uint8) for v in range(4)]]
+    scores = [[-3.0, -1.0, -2.0, -0.5]]
+    assert VerifiedModel.select(cands, scores)[0][0][0, 0, 0] == 3
+    assert VerifiedModel.select(cands, scores, limit=3)[0][0][0, 0, 0] == 1  # best of the first 3 draws
+    top2 = VerifiedModel.select(cands, scores, n=2)
+    assert [im[0, 0, 0] for im in top2[0]] == [3, 1]
+    tie = VerifiedModel.select(cands, [[-1.0, -1.0, -2.0, -3.0]])
+    assert tie[0][0][0, 0, 0] == 0  # ties keep the earlier draw
+
+
+def test_bad_configurations(folders):
+    with pytest.raises(WmbenchError, match="cannot action_logprob"):
+        VerifiedModel(sampler="copy", verifier="majority")
+    with pytest.raises(WmbenchError, match="cannot predict_next"):
+        VerifiedModel(sampler="majority", verifier="hf-vlm", **{"verifier.path": str(folders["qwen"])})
+    with pytest.raises(WmbenchError, match="n must be"):
+        VerifiedModel(sampler="copy", verifier="hf-vlm", n=0, **{"verifier.path": "x"})
+    with pytest.raises(WmbenchError, match="bad model args"):
+        instantiate(resolve_card("verified", {"sampler": "copy", "verifier": "hf-vlm", "bogus": 1}))
+
+
+def test_fingerprint_covers_both_models(folders):
+    fp = build(folders, n=2).fingerprint()
+    assert fp["n"] == 2 and fp["sampler"]["checkpoint"].endswith(folders["janus"].name)
+    assert fp["verifier"]["checkpoint"].endswith(folders["qwen"].name)
