@@ -260,7 +260,16 @@ class Evaluation:
         for pos, t, source, target in ok:
             pred = predictions[t.sample_id]
             info = t.describe()
-            if task.kind == "fdp":
+            if isinstance(pred, Candidates):
+                if any(c.shape != source.shape for c in pred.images):
+                    info["prediction_resized_from"] = list(pred.images[0].shape[:2])
+                images = [c if c.shape == source.shape else _resize(c, source.shape) for c in pred.images]
+                best = pred.best()
+                predictions[t.sample_id] = images[best]
+                stored[t.sample_id] = {"images": [self.store.put_image(images[best])],
+                                       "candidates": [self.store.put_image(c) for c in images],
+                                       "verifier_scores": pred.scores, "selected": best}
+            elif task.kind == "fdp":
                 if pred.shape != source.shape:
                     info["prediction_resized_from"] = list(pred.shape[:2])
                     predictions[t.sample_id] = pred = _resize(pred, source.shape)
@@ -286,12 +295,18 @@ class Evaluation:
             actions=[t.action_text for _, t, _, _ in items] if (fdp or reference) else None,
             action_vectors=[t.action_vector for _, t, _, _ in items] if (fdp or reference) else None,
             meta=[t.meta for _, t, _, _ in items],
+            task=task.name,
         )
 
     def _call_model(self, task: TaskSpec, items) -> list[Any]:
         batch = self._model_batch(task, items)
         _seed_everything(task.seed, batch.sample_ids)
-        if task.kind == "fdp":
+        if task.kind == "fdp" and hasattr(self.model, "predict_candidates"):
+            # best-of-N: keep every candidate and its verifier score, so the run can be re-verified
+            candidates = self.model.predict_candidates(batch)
+            scores = self.model.verify(batch, candidates)
+            out = [Candidates(list(c), [float(x) for x in s]) for c, s in zip(candidates, scores)]
+        elif task.kind == "fdp":
             out = self.model.predict_next(batch, n=1)
         else:
             out = self.model.infer_action(batch)
@@ -390,7 +405,27 @@ class Evaluation:
         self.store.commit(list(records.values()), scores)
 
 
+@dataclass
+class Candidates:
+    """A best-of-N prediction: every candidate frame and its verifier score."""
+
+    images: list[np.ndarray]
+    scores: list[float]
+
+    def best(self) -> int:
+        """Highest score; ties keep the earlier candidate (as VerifiedModel.select)."""
+        return min(range(len(self.scores)), key=lambda j: (-self.scores[j], j))
+
+
 def _validate_output(kind: str, value: Any) -> Any:
+    if isinstance(value, Candidates):
+        if not value.images or len(value.images) != len(value.scores):
+            raise SampleError(f"best-of-N: {len(value.images)} candidates but {len(value.scores)} verifier scores")
+        if not all(math.isfinite(x) for x in value.scores):
+            raise SampleError(f"best-of-N: verifier returned a non-finite score {value.scores}")
+        for j, image in enumerate(value.images):
+            check_image(image, f"candidate {j}")
+        return value
     if kind == "fdp":
         if not isinstance(value, (list, tuple)) or len(value) != 1:
             raise SampleError(f"predict_next must return one list of n=1 images per sample, got "

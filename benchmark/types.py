@@ -105,7 +105,7 @@ class Batch:
     `sources` and `targets` (the observed next frame). The answer of the task (FDP `targets`,
     IDP `actions`) is filled in only for models that declare `sees_reference = True` (the
     `oracle` anchor); it is None for every other model, so a model under test can never peek.
-    `prompts` is the task's prompt template rendered for each sample.
+    `prompts` is the task's prompt template rendered for each sample; `task` names the task.
     """
 
     sample_ids: list[str]
@@ -115,6 +115,7 @@ class Batch:
     actions: list[str] | None = None
     action_vectors: list[np.ndarray | None] | None = None
     meta: list[dict[str, Any]] = field(default_factory=list)
+    task: str = ""
 
     def __len__(self) -> int:
         return len(self.sample_ids)

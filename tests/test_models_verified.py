@@ -94,3 +94,42 @@ def test_fingerprint_covers_both_models(folders):
     fp = build(folders, n=2).fingerprint()
     assert fp["n"] == 2 and fp["sampler"]["checkpoint"].endswith(folders["janus"].name)
     assert fp["verifier"]["checkpoint"].endswith(folders["qwen"].name)
+
+
+def test_wmbench_run_stores_candidates_and_reverifies_without_generating(folders, workspace):
+    import json
+
+    from benchmark.cli import main
+
+    def samples(run):
+        return {s["sample_id"]: s for s in map(json.loads, (run / "samples.jsonl").read_text().splitlines())}
+
+    first = workspace / "bon3"
+    args = f"sampler=janus,verifier=hf-vlm,n=3,sampler.path={folders['janus']},sampler.seed=5," \
+           f"verifier.path={folders['qwen']}"
+    assert main(["run", "--no-progress", "--tasks", "pairs_fdp", "--model", "verified", "--model-args", args,
+                 "--limit", "4", "--batch-size", "2", "--output", str(first)]) == 0
+    stored = samples(first)
+    assert len(stored) == 4
+    for s in stored.values():
+        pred = s["prediction"]
+        assert len(pred["candidates"]) == 3 and len(pred["verifier_scores"]) == 3
+        assert pred["images"] == [pred["candidates"][pred["selected"]]]
+        assert pred["selected"] == int(np.argmax(pred["verifier_scores"]))
+
+    # best-of-2 from the stored draws, same verifier: no sampler is built, scores are reproduced
+    second = workspace / "bon2"
+    args2 = f"candidates_from={first},verifier=hf-vlm,n=2,verifier.path={folders['qwen']}"
+    assert main(["run", "--no-progress", "--tasks", "pairs_fdp", "--model", "verified", "--model-args", args2,
+                 "--limit", "4", "--output", str(second)]) == 0
+    for sid, s in samples(second).items():
+        old = stored[sid]["prediction"]
+        new = s["prediction"]
+        assert new["candidates"] == old["candidates"][:2]
+        np.testing.assert_allclose(new["verifier_scores"], old["verifier_scores"][:2], atol=1e-3)
+        assert new["selected"] == int(np.argmax(old["verifier_scores"][:2]))
+    card = json.loads((second / "results.json").read_text())["model"]["card"]
+    assert card["args"]["candidates_from"] == str(first)
+
+    with pytest.raises(WmbenchError, match="either 'sampler'"):
+        VerifiedModel(verifier="hf-vlm", **{"verifier.path": str(folders["qwen"])})

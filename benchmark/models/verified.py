@@ -28,12 +28,16 @@ DEFAULT_VERIFIER_PROMPT = ("The first image shows a scene before an action and t
 class VerifiedModel(Model):
     """`sampler` (an FDP card or adapter name) + `verifier` (an IDP card or adapter name with
     `action_logprob`), best of `n` candidates. Sub-model args: `sampler_args` / `verifier_args`
-    (dicts, from a card) or prefixed keys from `--model-args`: `sampler.temperature=1.0,verifier.path=...`."""
+    (dicts, from a card) or prefixed keys from `--model-args`: `sampler.temperature=1.0,verifier.path=...`.
+
+    Re-verification without generating: `candidates_from=<run dir of a verified run>` instead of
+    `sampler` takes the first `n` stored candidates of each sample (n <= the stored N)."""
 
     description = "FDP best-of-N: samples N next frames, keeps the one an IDP verifier finds most likely to follow the action"
 
-    def __init__(self, sampler: str, verifier: str, n: int = 4, sampler_args: dict[str, Any] | None = None,
-                 verifier_args: dict[str, Any] | None = None, verifier_prompt: str = DEFAULT_VERIFIER_PROMPT,
+    def __init__(self, verifier: str, sampler: str | None = None, n: int = 4,
+                 sampler_args: dict[str, Any] | None = None, verifier_args: dict[str, Any] | None = None,
+                 verifier_prompt: str = DEFAULT_VERIFIER_PROMPT, candidates_from: str | None = None,
                  **prefixed: Any):
         super().__init__()
         sampler_args, verifier_args = dict(sampler_args or {}), dict(verifier_args or {})
@@ -46,7 +50,14 @@ class VerifiedModel(Model):
         if self.n < 1:
             raise WmbenchError(f"verified: n must be >= 1, got {n}")
         self.verifier_prompt = str(verifier_prompt)
-        self.sampler_card, self.sampler = _build(sampler, sampler_args, "predict_next", "sampler")
+        if (sampler is None) == (candidates_from is None):
+            raise WmbenchError("verified: give either 'sampler' (generate candidates) or 'candidates_from' "
+                               "(a run directory of a verified model whose stored candidates are re-verified)")
+        if candidates_from is not None:
+            self.sampler = StoredCandidates(candidates_from)
+            self.sampler_card = self.sampler.card
+        else:
+            self.sampler_card, self.sampler = _build(sampler, sampler_args, "predict_next", "sampler")
         self.verifier_card, self.verifier = _build(verifier, verifier_args, "action_logprob", "verifier")
 
     def prepare(self, kind: str, transitions: Sequence[Transition]) -> None:
@@ -114,3 +125,45 @@ def _build(selector: str, args: dict[str, Any], capability: str, role: str) -> t
         raise WmbenchError(f"verified: {role} '{selector}' cannot {capability} "
                            f"(it can: {', '.join(model.capabilities()) or 'nothing'})")
     return card, model
+
+
+class StoredCandidates(Model):
+    """A sampler that returns the candidates a finished best-of-N run stored (no generation)."""
+
+    def __init__(self, run_dir: str):
+        from pathlib import Path
+
+        from ..store import RunStore
+        from . import ModelCard
+
+        path = Path(run_dir)
+        if not (path / "store.sqlite").is_file():
+            raise WmbenchError(f"verified: candidates_from={run_dir} is not a run directory (no store.sqlite)")
+        self.store = RunStore(path)
+        models = {json_key(self.store.task_binding(t)[1]) for t in self.store.stored_tasks()}
+        if len(models) != 1:
+            raise WmbenchError(f"verified: {run_dir} holds no run, or runs of several models")
+        card = self.store.task_binding(self.store.stored_tasks()[0])[1]["card"]
+        if card["adapter"] != "verified":
+            raise WmbenchError(f"verified: {run_dir} is a run of '{card['name']}' (adapter {card['adapter']}), "
+                               "not of a verified best-of-N model: it stored no candidates")
+        self.card = ModelCard(name=f"stored:{card['name']}", adapter="verified",
+                              args={"candidates_from_card": card})
+
+    def predict_next(self, batch: Batch, n: int = 1) -> list[list[np.ndarray]]:
+        records = {r.sample_id: r for r in self.store.samples(batch.task, batch.sample_ids)}
+        out = []
+        for sid in batch.sample_ids:
+            record = records.get(sid)
+            digests = (record.prediction or {}).get("candidates", []) if record and record.status == "done" else []
+            if len(digests) < n:
+                raise SampleError(f"verified: {self.store.run_dir} stored {len(digests)} candidate(s) for "
+                                  f"{batch.task}:{sid}, {n} needed")
+            out.append([self.store.get_image(d) for d in digests[:n]])
+        return out
+
+
+def json_key(value: Any) -> str:
+    import json
+
+    return json.dumps(value, sort_keys=True)
