@@ -151,7 +151,8 @@ def cmd_data_make(args: argparse.Namespace) -> int:
     generate = GENERATORS.get(args.name)
     options = {k: v for k, v in {"episodes": args.episodes, "size": args.size, "seed": args.seed,
                                  "frame_skip": args.frame_skip, "max_frames": args.max_frames,
-                                 "tasks": _csv(args.tasks) or None}.items() if v is not None}
+                                 "tasks": _csv(args.tasks) or None, "camera": args.camera,
+                                 "frames_as": args.frames_as}.items() if v is not None}
     root = resolve_data_dir(args.data_dir) / (args.subfolder or args.name)
     if root.exists():
         if not args.force:
@@ -171,7 +172,7 @@ def cmd_data_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
-    from .leaderboard import ANCHORS, FORMATS, build, collect, render, write_all
+    from .leaderboard import ANCHORS, build, collect, render, write_all
 
     anchors = _csv(args.anchors) if args.anchors is not None else list(ANCHORS)
     board = build(collect(args.paths or ["results"]), tasks=_csv(args.tasks) or None,
@@ -260,6 +261,8 @@ def build_parser() -> argparse.ArgumentParser:
     make.add_argument("--frame-skip", type=int, help="simulator steps per recorded frame")
     make.add_argument("--max-frames", type=int, help="recorded frames per episode at most")
     make.add_argument("--tasks", help="comma-separated simulator task names, e.g. push-v3,reach-v3")
+    make.add_argument("--camera", help="simulator camera name (metaworld default: corner4)")
+    make.add_argument("--frames-as", choices=["images", "video"], help="store frames as PNG in parquet or as video")
     make.add_argument("--data-dir", help="datasets folder (default: $WMBENCH_DATA_DIR or ~/.cache/wmbench/data)")
     make.add_argument("--subfolder", help="folder name under the data dir (default: the generator name)")
     make.add_argument("--force", action="store_true", help="replace an existing dataset")
@@ -277,7 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     insp.set_defaults(func=cmd_data_inspect)
 
     board = sub.add_parser("leaderboard", help="tabulate run directories (results.json files)",
-                           description="Tabulate runs: models x (task, metric), mean +/- 95%% CI, anchors set "
+                           description="Tabulate runs: models x (task, metric), mean +/- 95% CI, anchors set "
                                        "apart, best non-anchor value in bold. See docs/leaderboard.md.")
     board.add_argument("paths", nargs="*", metavar="RUN_DIR", help="run directories or folders of them "
                                                                    "(default: results/)")
