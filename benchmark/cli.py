@@ -298,7 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     comp = sub.add_parser("compare", help="paired comparison of two runs on their common samples",
                           description="Per task and metric: paired samples, means, the difference B - A with a "
-                                      "95%% clustered bootstrap CI, the Wilcoxon signed-rank p-value and the "
+                                      "95% clustered bootstrap CI, the Wilcoxon signed-rank p-value and the "
                                       "matched-pairs rank-biserial effect size.")
     comp.add_argument("run_a", metavar="RUN_A")
     comp.add_argument("run_b", metavar="RUN_B")

@@ -1,14 +1,29 @@
-"""Tables over run directories: one row per model, one column per metric, per task."""
+"""Leaderboards over run directories: a pandas table of models x (task group, metric, column),
+rendered as Markdown, LaTeX (booktabs), CSV or HTML.
+
+Layout (docs/leaderboard.md): every task is its own column group unless a grouping rule puts
+several tasks into one group (e.g. `aurora_{subset}_fdp`, or `suite:aurora-bench-subsets`); a
+group shows, per metric, one column per member task (its subset) plus `Avg`, the unweighted mean
+of the subset means, as in the paper's main table. Anchor models (copy, oracle, ...) are rows set
+apart and never count for "best".
+"""
 
 from __future__ import annotations
 
+import fnmatch
 import json
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from .errors import WmbenchError
+from .stats import across_seeds, macro_mean_ci
+from .yamlspec import content_hash
 
-ANCHORS = ("oracle", "copy")
+ANCHORS = ("oracle", "copy", "blur", "majority")  # the built-in floor/ceiling baselines
+FORMATS = {"md": "leaderboard.md", "latex": "leaderboard.tex", "csv": "leaderboard.csv", "html": "leaderboard.html"}
 
 
 def find_results(paths: Iterable[str | Path]) -> list[Path]:
@@ -23,59 +38,334 @@ def find_results(paths: Iterable[str | Path]) -> list[Path]:
     return found
 
 
+def _spec_key(spec: dict[str, Any]) -> str:
+    """What must agree for runs to be seeds of one evaluation: the spec without seed and prose."""
+    return content_hash({k: v for k, v in spec.items() if k not in ("seed", "metrics", "description", "suites")})
+
+
 def collect(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
     """One row per (run, task, metric)."""
     rows = []
     for path in find_results(paths):
         try:
             results = json.loads(path.read_text(encoding="utf-8"))
-            model = results["model"]["card"]["name"]
+            card, fingerprint = results["model"]["card"], results["model"]["fingerprint"]
             tasks = results["tasks"]
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise WmbenchError(f"{path}: not a wmbench results file ({type(exc).__name__}: {exc})") from exc
         for task, entry in tasks.items():
-            for metric, m in entry["metrics"].items():
-                rows.append({"model": model, "task": task, "kind": entry["kind"], "metric": metric,
-                             "mean": m["mean"], "ci95": m["ci95"], "n": m["n"],
-                             "higher_is_better": m["higher_is_better"], "available": m["available"],
-                             "reason": m["reason"], "counts": entry["counts"], "run": str(path.parent)})
+            spec = entry.get("spec", {})
+            order = {name: i for i, name in enumerate(spec.get("metrics") or [])}  # the task's own order
+            for metric, m in sorted(entry["metrics"].items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0])):
+                rows.append({"model": card["name"], "adapter": card.get("adapter"), "fingerprint": fingerprint,
+                             "task": task, "kind": entry["kind"], "metric": metric, "mean": m["mean"],
+                             "ci95": m["ci95"], "n": m["n"], "higher_is_better": m["higher_is_better"],
+                             "available": m["available"], "reason": m["reason"], "counts": entry["counts"],
+                             "seed": spec.get("seed"), "suites": list(spec.get("suites") or []),
+                             "spec_key": _spec_key(spec), "run": str(path.parent)})
     return rows
 
 
-def _cell(row: dict[str, Any]) -> str:
-    if not row["available"]:
-        return "N/A"
-    if row["mean"] is None:
-        return "–"
-    text = f"{row['mean']:.4g}"
-    if row["ci95"] and row["n"] > 1:
-        text += f" ± {(row['ci95'][1] - row['ci95'][0]) / 2:.2g}"
-    return text
+# layout ----------------------------------------------------------------------------------------
+@dataclass
+class Grouping:
+    """`LABEL=aurora_{subset}_fdp` (a task-name pattern) or `LABEL=suite:NAME` (LABEL= optional)."""
+
+    label: str
+    regex: re.Pattern | None = None
+    suite: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> Grouping:
+        label, _, rule = text.rpartition("=") if "=" in text else ("", "", text)
+        if rule.startswith("suite:") and rule[6:]:
+            return cls(label or rule[6:], suite=rule[6:])
+        if rule.count("{subset}") != 1:
+            raise WmbenchError(f"--group '{text}': give a task-name pattern with one {{subset}} "
+                               f"(e.g. aurora_{{subset}}_fdp) or suite:NAME")
+        head, tail = rule.split("{subset}")
+        regex = re.compile(re.escape(head).replace(r"\*", ".*") + "(.+?)" + re.escape(tail).replace(r"\*", ".*") + "$")
+        return cls(label or rule.replace("{subset}", "*"), regex=regex)
+
+    def subset(self, task: str, suites: list[str]) -> str | None:
+        if self.suite is not None:
+            return task if self.suite in suites else None
+        match = self.regex.match(task)
+        return match.group(1) if match else None
 
 
-def _model_order(models: Iterable[str]) -> list[str]:
-    """Anchors first (oracle, then copy), the rest alphabetically."""
-    models = set(models)
-    return [a for a in ANCHORS if a in models] + sorted(models - set(ANCHORS))
+@dataclass
+class Column:
+    group: str
+    metric: str
+    label: str  # the subset, "Avg", or "" for a task shown alone
+    tasks: tuple[str, ...]
+    higher_is_better: bool
+    decimals: int = 3
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.group, self.metric, self.label)
+
+
+@dataclass
+class Cell:
+    state: str  # ok | na (metric unavailable) | missing (not evaluated) | empty (no sample scored)
+    mean: float | None = None
+    lo: float | None = None
+    hi: float | None = None
+    n: int = 0
+    seeds: int = 1  # > 1: lo/hi are mean -/+ the s.d. across seeds
+    note: str | None = None
+    best: bool = False
+
+
+@dataclass
+class Board:
+    cells: Any  # pandas DataFrame: index = model labels, columns = MultiIndex (group, metric, label)
+    columns: list[Column]
+    anchors: list[str]
+    coverage: dict[str, dict[str, dict[str, int]]]  # model -> task -> counts
+    notes: dict[str, str] = field(default_factory=dict)  # marker -> text
+
+    @property
+    def models(self) -> list[str]:
+        return list(self.cells.index)
+
+
+def _strip_common(names: list[str]) -> list[str]:
+    """Suite members aurora_ag_fdp, aurora_kubric_fdp -> ag, kubric (common '_' parts dropped)."""
+    if len(names) < 2:
+        return names
+    parts = [n.split("_") for n in names]
+    head = 0
+    while all(len(p) > head + 1 for p in parts) and len({p[head] for p in parts}) == 1:
+        head += 1
+    tail = 0
+    while all(len(p) > head + tail + 1 for p in parts) and len({p[-1 - tail] for p in parts}) == 1:
+        tail += 1
+    return ["_".join(p[head:len(p) - tail]) for p in parts]
+
+
+def _select_tasks(rows: list[dict], tasks: list[str] | None) -> list[str]:
+    present = list(dict.fromkeys(sorted(r["task"] for r in rows)))
+    if not tasks:
+        return present
+    chosen: list[str] = []
+    for pattern in tasks:
+        hits = [t for t in present if fnmatch.fnmatchcase(t, pattern)]
+        if not hits:
+            raise WmbenchError(f"--tasks: no results for task '{pattern}' (have: {', '.join(present) or 'none'})")
+        chosen += [t for t in hits if t not in chosen]
+    return chosen
+
+
+def _layout(rows: list[dict], tasks: list[str], metrics: list[str] | None,
+            groupings: list[Grouping], average: bool) -> list[Column]:
+    suites = {r["task"]: r["suites"] for r in rows}
+    members: dict[str, list[tuple[str, str]]] = {}  # group -> [(task, subset)]
+    for task in tasks:
+        rule = next((g for g in groupings if g.subset(task, suites[task]) is not None), None)
+        group = rule.label if rule else task
+        members.setdefault(group, []).append((task, rule.subset(task, suites[task]) if rule else ""))
+    higher = {r["metric"]: r["higher_is_better"] for r in rows}
+    columns = []
+    for group, items in members.items():
+        group_tasks = [t for t, _ in items]
+        labels = _strip_common(group_tasks) if any(g.suite for g in groupings if g.label == group) \
+            else [s for _, s in items]
+        have = list(dict.fromkeys(r["metric"] for r in rows if r["task"] in group_tasks))
+        chosen = [m for m in (metrics or have) if m in have]
+        for metric in chosen:
+            for task, label in zip(group_tasks, labels):
+                columns.append(Column(group, metric, label, (task,), higher[metric]))
+            if average and len(group_tasks) > 1:
+                columns.append(Column(group, metric, "Avg", tuple(group_tasks), higher[metric]))
+    if metrics and not columns:
+        raise WmbenchError(f"--metrics: none of {', '.join(metrics)} was measured on the selected tasks")
+    return columns
+
+
+# cells -----------------------------------------------------------------------------------------
+def _labels(rows: list[dict]) -> dict[str, str]:
+    """run -> row label: the card name, plus the run directory where one name has several models."""
+    fingerprints: dict[str, set[str]] = {}
+    for r in rows:
+        fingerprints.setdefault(r["model"], set()).add(r["fingerprint"])
+    return {r["run"]: r["model"] if len(fingerprints[r["model"]]) == 1 else f"{r['model']} ({Path(r['run']).name})"
+            for r in rows}
+
+
+def _entries(rows: list[dict], labels: dict[str, str]) -> dict[tuple[str, str, str], list[dict]]:
+    """(label, task, metric) -> one row per seed; refuses duplicates and mixed task specs."""
+    entries: dict[tuple[str, str, str], list[dict]] = {}
+    for r in rows:
+        entries.setdefault((labels[r["run"]], r["task"], r["metric"]), []).append(r)
+    for (label, task, _), seeds in entries.items():
+        if len({r["spec_key"] for r in seeds}) > 1:
+            raise WmbenchError(f"model '{label}', task '{task}': runs {sorted({r['run'] for r in seeds})} evaluate "
+                               f"different task specs; pass only one of them")
+        if len({r["seed"] for r in seeds}) < len(seeds):
+            raise WmbenchError(f"model '{label}', task '{task}': the same evaluation appears in several runs "
+                               f"({', '.join(sorted(r['run'] for r in seeds))}); pass only one of them")
+        seeds.sort(key=lambda r: (r["seed"] is None, r["seed"]))
+    return entries
+
+
+class _Notes:
+    def __init__(self) -> None:
+        self.text: dict[str, str] = {}
+
+    def add(self, text: str) -> str:
+        for marker, known in self.text.items():
+            if known == text:
+                return marker
+        marker = "abcdefghijklmnopqrstuvwxyz"[len(self.text) % 26] * (1 + len(self.text) // 26)
+        self.text[marker] = text
+        return marker
+
+
+def _task_cell(seeds: list[dict] | None, notes: _Notes) -> Cell:
+    if not seeds:
+        return Cell("missing")
+    bad = next((r for r in seeds if not r["available"]), None)
+    if bad:
+        return Cell("na", note=notes.add(f"{bad['metric']} unavailable: {bad['reason']}"))
+    if any(r["mean"] is None for r in seeds):
+        return Cell("empty", note=notes.add(f"{seeds[0]['task']}: no sample has a {seeds[0]['metric']} score "
+                                            f"(see scored / failed / skipped)"))
+    if len(seeds) == 1:
+        r = seeds[0]
+        lo, hi = r["ci95"] or (None, None)
+        return Cell("ok", r["mean"], lo, hi, r["n"])
+    spread = across_seeds([r["mean"] for r in seeds])
+    return Cell("ok", spread["mean"], spread["mean"] - spread["std"], spread["mean"] + spread["std"],
+                min(r["n"] for r in seeds), seeds=len(seeds))
+
+
+def _sample_scores(run: str, task: str, metric: str, cache: dict) -> tuple[list[float], list[Any]] | None:
+    """(values, episode ids) of one metric from a run's samples.jsonl; None if it cannot be read."""
+    if run not in cache:
+        try:
+            lines = (Path(run) / "samples.jsonl").read_text(encoding="utf-8").splitlines()
+            cache[run] = [json.loads(line) for line in lines if line.strip()]
+        except (OSError, ValueError):
+            cache[run] = None
+    if cache[run] is None:
+        return None
+    hits = [s for s in cache[run] if s["task"] == task and s["status"] == "done"
+            and s["scores"].get(metric) is not None]
+    return [s["scores"][metric] for s in hits], [(s.get("sample") or {}).get("episode_id") for s in hits]
+
+
+def _avg_cell(parts: list[Cell], entries: list[list[dict]], metric: str, cache: dict) -> Cell:
+    """Macro average of the subsets; a stratified clustered bootstrap from samples.jsonl gives its
+    interval (several seeds: mean -/+ s.d. of the per-seed averages)."""
+    for state in ("na", "empty", "missing"):
+        hit = next((c for c in parts if c.state == state), None)
+        if hit:
+            return Cell(state, note=hit.note)
+    seed_sets = [[r["seed"] for r in e] for e in entries]
+    if len(entries[0]) > 1:
+        if any(s != seed_sets[0] for s in seed_sets):
+            return Cell("ok", sum(c.mean for c in parts) / len(parts), n=min(c.n for c in parts))
+        per_seed = [sum(e[i]["mean"] for e in entries) / len(entries) for i in range(len(seed_sets[0]))]
+        spread = across_seeds(per_seed)
+        return Cell("ok", spread["mean"], spread["mean"] - spread["std"], spread["mean"] + spread["std"],
+                    min(c.n for c in parts), seeds=len(per_seed))
+    groups = [_sample_scores(e[0]["run"], e[0]["task"], metric, cache) for e in entries]
+    mean = sum(c.mean for c in parts) / len(parts)
+    if any(g is None or not g[0] for g in groups):
+        return Cell("ok", mean, n=min(c.n for c in parts))
+    _, (lo, hi) = macro_mean_ci(groups)
+    return Cell("ok", mean, lo, hi, min(c.n for c in parts))
+
+
+def _decimals(values: list[float]) -> int:
+    top = max((abs(v) for v in values), default=0.0)
+    return 1 if top >= 100 else 2 if top >= 10 else 3 if top >= 0.1 else 4  # >= 3 significant digits
+
+
+def build(rows: list[dict], tasks: list[str] | None = None, metrics: list[str] | None = None,
+          groups: list[str] | None = None, anchors: Iterable[str] = ANCHORS, average: bool = True) -> Board:
+    """The leaderboard of `rows` (from `collect`): chosen tasks (names or globs) and metrics."""
+    import pandas as pd
+
+    if not rows:
+        raise WmbenchError("no results to tabulate (no results.json under the given paths)")
+    task_names = _select_tasks(rows, tasks)
+    rows = [r for r in rows if r["task"] in task_names]
+    columns = _layout(rows, task_names, metrics, [Grouping.parse(g) for g in groups or []], average)
+    labels = _labels(rows)
+    entries = _entries(rows, labels)
+    anchor_set = set(anchors)
+    is_anchor = {labels[r["run"]]: r["model"] in anchor_set or r["adapter"] in anchor_set for r in rows}
+    order = list(anchors)
+    models = sorted(is_anchor, key=lambda m: (not is_anchor[m], order.index(m) if m in order else 0, m))
+    notes, cache = _Notes(), {}
+    table: dict[tuple[str, str, str], list[Cell]] = {}
+    for col in columns:
+        cells = []
+        for model in models:
+            found = [entries.get((model, t, col.metric)) for t in col.tasks]
+            if col.label == "Avg":
+                parts = [_task_cell(e, notes) for e in found]
+                cells.append(_avg_cell(parts, found, col.metric, cache) if all(found) else Cell("missing"))
+            else:
+                cells.append(_task_cell(found[0], notes))
+        _mark_best(col, cells, [is_anchor[m] for m in models])
+        table[col.key] = cells
+    frame = pd.DataFrame(table, index=pd.Index(models, name="model"))
+    frame.columns = pd.MultiIndex.from_tuples([c.key for c in columns], names=["group", "metric", "column"])
+    coverage: dict[str, dict[str, dict[str, int]]] = {}
+    for r in rows:
+        per_task = coverage.setdefault(labels[r["run"]], {}).setdefault(r["task"], {})
+        if r["run"] not in per_task.setdefault("_runs", set()):  # once per run, not per metric
+            per_task["_runs"].add(r["run"])
+            for k in ("scored", "failed", "skipped"):
+                per_task[k] = per_task.get(k, 0) + r["counts"][k]
+    for per_model in coverage.values():
+        for counts in per_model.values():
+            counts.pop("_runs")
+    return Board(frame, columns, [m for m in models if is_anchor[m]], coverage, notes.text)
+
+
+def _mark_best(col: Column, cells: list[Cell], anchor: list[bool]) -> None:
+    """Bold the best contender at the shown precision (ties: all), if there are two or more."""
+    scored = [c for c, a in zip(cells, anchor) if c.state == "ok" and not a]
+    col.decimals = _decimals([c.mean for c in scored] or [c.mean for c in cells if c.state == "ok"])
+    if len(scored) < 2:
+        return
+    shown = [round(c.mean, col.decimals) for c in scored]
+    best = max(shown) if col.higher_is_better else min(shown)
+    for c, value in zip(scored, shown):
+        c.best = value == best
+
+
+def coverage_text(board: Board, model: str, tasks: Iterable[str] | None = None) -> str:
+    counts = [c for t, c in board.coverage.get(model, {}).items() if tasks is None or t in tasks]
+    return " / ".join(str(sum(c[k] for c in counts)) for k in ("scored", "failed", "skipped"))
+
+
+def render(board: Board, fmt: str, ci: bool = True) -> str:
+    from .leaderboard_formats import RENDERERS
+
+    if fmt not in RENDERERS:
+        raise WmbenchError(f"unknown format '{fmt}' (choose from {', '.join(RENDERERS)})")
+    return RENDERERS[fmt](board, ci)
+
+
+def write_all(board: Board, output: Path, ci: bool = True) -> list[Path]:
+    output.mkdir(parents=True, exist_ok=True)
+    written = []
+    for fmt, name in FORMATS.items():
+        (output / name).write_text(render(board, fmt, ci), encoding="utf-8")
+        written.append(output / name)
+    return written
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:
-    """A Markdown table per task: models x metrics (mean ± half-width of the 95% CI)."""
+    """The Markdown leaderboard of `rows`, every task on its own (what `wmbench run` prints)."""
     if not rows:
         return "(no results)\n"
-    out = []
-    for task in sorted({r["task"] for r in rows}):
-        task_rows = [r for r in rows if r["task"] == task]
-        metrics = list(dict.fromkeys(r["metric"] for r in task_rows))
-        arrows = {r["metric"]: "↑" if r["higher_is_better"] else "↓" for r in task_rows}
-        header = ["model", *[f"{m} {arrows[m]}" for m in metrics], "scored / failed / skipped"]
-        lines = [f"### {task}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        for model in _model_order(r["model"] for r in task_rows):
-            by_metric = {r["metric"]: r for r in task_rows if r["model"] == model}
-            c = next(iter(by_metric.values()))["counts"]
-            cells = [_cell(by_metric[m]) if m in by_metric else "" for m in metrics]
-            lines.append("| " + " | ".join([model, *cells, f"{c['scored']} / {c['failed']} / {c['skipped']}"]) + " |")
-        unavailable = {r["metric"]: r["reason"] for r in task_rows if not r["available"]}
-        lines += [f"N/A {m}: {reason}" for m, reason in unavailable.items()]
-        out.append("\n".join(lines))
-    return "\n\n".join(out) + "\n"
+    return render(build(rows), "md")

@@ -8,6 +8,7 @@ from that timestamp.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -51,14 +52,17 @@ def git_state() -> dict[str, Any]:
     return {"commit": commit, "dirty": dirty if commit else None}
 
 
-def metric_entry(metric, values: list[float | None], total_done: int) -> dict[str, Any]:
+def metric_entry(metric, values: list[float | None], total_done: int,
+                 clusters: list[Any] | None = None) -> dict[str, Any]:
+    """`clusters`: the episode of each value; samples of one episode are resampled together."""
     available, reason = metric.available()
     entry: dict[str, Any] = {**metric.info(), "available": available, "reason": reason or None,
                              "weights": metric.weights_info() if hasattr(metric, "weights_info") else []}
     if not available:
         return {**entry, **summarize([]), "n_not_applicable": 0, "n_missing": total_done}
     finite = [v for v in values if v is not None]
-    return {**entry, **summarize(finite), "n_not_applicable": sum(v is None for v in values),
+    episodes = None if clusters is None else [c for v, c in zip(values, clusters) if v is not None]
+    return {**entry, **summarize(finite, episodes), "n_not_applicable": sum(v is None for v in values),
             "n_missing": total_done - len(values)}
 
 
@@ -83,7 +87,8 @@ def build_results(store: RunStore, metric_factory, config: dict[str, Any]) -> di
             metric = metric_factory(metric_name)
             values = [scores[r.sample_id][metric_name] for r in done
                       if metric_name in scores.get(r.sample_id, {})]
-            metrics[metric_name] = metric_entry(metric, values, len(done))
+            episodes = [r.info.get("episode_id") for r in done if metric_name in scores.get(r.sample_id, {})]
+            metrics[metric_name] = metric_entry(metric, values, len(done), episodes)
         tasks[name] = {"kind": spec["kind"], "version": spec["version"], "spec": spec,
                        "spec_hash": content_hash(spec), "counts": counts, "failures_by_stage": failures,
                        "metrics": metrics}
@@ -100,7 +105,30 @@ def build_results(store: RunStore, metric_factory, config: dict[str, Any]) -> di
 
 
 def write_outputs(store: RunStore, metric_factory, config: dict[str, Any]) -> dict[str, Any]:
-    """Write results.json and samples.jsonl into the run directory; return the results."""
+    """Write results.json and samples.jsonl into the run directory; return the results.
+
+    Processes sharing a run directory take turns (a file lock around reading the store and
+    writing), so the last writer's snapshot holds every batch committed before it."""
+    with _run_dir_lock(store.run_dir):
+        return _write_outputs(store, metric_factory, config)
+
+
+@contextlib.contextmanager
+def _run_dir_lock(run_dir: Path):
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock (several processes on one run dir need POSIX)
+        yield
+        return
+    with open(run_dir / ".write.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _write_outputs(store: RunStore, metric_factory, config: dict[str, Any]) -> dict[str, Any]:
     results = build_results(store, metric_factory, config)
     run_dir = store.run_dir
     _atomic_write(run_dir / "results.json", json.dumps(results, indent=2, sort_keys=True) + "\n")

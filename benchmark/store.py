@@ -82,10 +82,23 @@ class RunStore:
         self.objects = self.run_dir / "objects"
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(self.run_dir / "store.sqlite", timeout=60, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
+        self._enable_wal()
         self.db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process kills
         self.db.executescript(SCHEMA)
         self.owner = f"{socket.gethostname()}:{os.getpid()}"
+
+    def _enable_wal(self, patience_s: float = 60.0) -> None:
+        """Switching to WAL needs a moment alone with the file; processes that open a new run
+        directory together can get SQLITE_BUSY at once (the busy timeout does not cover it)."""
+        deadline = time.monotonic() + patience_s
+        while True:
+            try:
+                self.db.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
 
     def close(self) -> None:
         self.db.close()
