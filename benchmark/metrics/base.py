@@ -28,9 +28,43 @@ class MetricInput:
     actions: list[str] | None = None
     references: list[str] | None = None
     meta: list[dict[str, Any]] = field(default_factory=list)
+    #: Per-sample extra arrays that are not model inputs, keyed by name (empty dict = none).
+    #: Known keys: "source_segmentation" / "target_segmentation" (the loaded `Transition.aux`
+    #: images of the same names: uint8 label maps, 0 background, 1 robot, 2 objects; (H, W) or
+    #: (H, W, 3) with the label in channel 0) and "counterfactual_prediction" (the model's
+    #: prediction for the same source under a different action, (H, W, 3) uint8, resized to the
+    #: source size like `predictions`). Metrics that need a key score NaN where it is missing.
+    aux: list[dict[str, Any]] = field(default_factory=list)
+    #: Per-batch memo shared by the metrics scoring this batch (e.g. stacked float images, change
+    #: masks) so that five pixel metrics do not convert the same images five times.
+    cache: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def aux_of(self, i: int, key: str) -> Any:
+        """`aux[i][key]`, or None when the batch carries no such array for sample i."""
+        return self.aux[i].get(key) if i < len(self.aux) and self.aux[i] else None
 
 
 class Metric:
+    """A metric class; the runner builds one instance per task and calls `score` per batch.
+
+    Options: a task's `metrics` entry may be `{name: NAME, args: {...}}`; the runner passes
+    `args` as keyword arguments to the constructor (`METRICS.get(NAME)(**args)`). A metric
+    without options takes none (the base constructor refuses unknown keywords with TypeError).
+    `describe()` reports the instance (class info + options + weights) for results.json.
+
+    Set-level metrics (`set_level = True`, e.g. FID) have no per-sample value: `score` returns
+    NaN per sample and the runner calls `score_set(predictions, targets)` once per task on all
+    scored samples (uint8 (H, W, 3) lists) and stores the float as the task-level value.
+
+    `last_details`: metrics with something to keep per sample (a judge's raw replies) set it in
+    `score` to one dict per sample of the batch, which the runner stores next to the score; it is
+    None for all other metrics. A dict with "failed": True marks a sample that could not be
+    scored (e.g. unparseable judge replies after all retries); its score is NaN.
+
+    `device`: where a backbone runs; the runner may set it (e.g. from `--device`) before the
+    first `score` call; backbones are loaded lazily on that first call.
+    """
+
     name: ClassVar[str]
     version: ClassVar[str] = "1"
     kind: ClassVar[Literal["fdp", "idp"]]
@@ -39,23 +73,81 @@ class Metric:
     #: True when the metric ranks "copy the source" below the ground truth by design.
     edit_aware: ClassVar[bool] = False
     description: ClassVar[str] = ""
+    #: True for metrics defined over a whole set (FID, KID): see `score_set`.
+    set_level: ClassVar[bool] = False
+    #: Keys of `MetricInput.aux` this metric reads (the runner loads those only when asked).
+    aux_keys: ClassVar[frozenset[str]] = frozenset()
+
+    device: str = "cpu"
+    last_details: list[dict[str, Any]] | None = None
+
+    def __init__(self, **options: Any):
+        if options:
+            raise TypeError(f"metric {type(self).name!r} takes no options, got {sorted(options)}")
 
     def available(self) -> tuple[bool, str]:
         """(False, reason) when the metric cannot run here (e.g. its weights are missing)."""
         return True, ""
 
+    def prepare(self, kind: str, transitions: list[Any]) -> None:
+        """Called once per task with every selected `Transition` (no pixels loaded), before any
+        `score` call (e.g. to collect the class vocabulary). Default: nothing."""
+
     def score(self, batch: MetricInput) -> np.ndarray:
         raise NotImplementedError
+
+    def score_set(self, predictions: list[np.ndarray], targets: list[np.ndarray]) -> float:
+        """Set-level value (only when `set_level`)."""
+        raise NotImplementedError
+
+    def options(self) -> dict[str, Any]:
+        """The constructor options this instance was built with (JSON-ready)."""
+        return {}
+
+    def weights_info(self) -> list[dict[str, Any]]:
+        """[{id, sha256, path}] of the weight files this instance uses ([] for weight-free)."""
+        return []
+
+    def describe(self) -> dict[str, Any]:
+        """`info()` plus this instance's options and weights, for results.json."""
+        return {**self.info(), "options": self.options(), "weights": self.weights_info()}
 
     @classmethod
     def info(cls) -> dict[str, Any]:
         return {"name": cls.name, "version": cls.version, "kind": cls.kind,
                 "higher_is_better": cls.higher_is_better, "needs": sorted(cls.needs),
-                "edit_aware": cls.edit_aware, "description": cls.description}
+                "edit_aware": cls.edit_aware, "set_level": cls.set_level, "aux_keys": sorted(cls.aux_keys),
+                "description": cls.description}
 
 
 def stack(images: list[np.ndarray]) -> np.ndarray:
     return np.stack(images).astype(np.float32) / 255.0
+
+
+def with_targets(batch: MetricInput) -> list[int]:
+    """Indices of the samples that have a target."""
+    targets = batch.targets or [None] * len(batch.predictions)
+    return [i for i, t in enumerate(targets) if t is not None]
+
+
+def shape_groups(batch: MetricInput, indices: list[int]) -> list[list[int]]:
+    """`indices` split into groups whose predictions share one shape (a batch may mix sizes,
+    e.g. Aurora-Bench images; arrays of one group can be stacked)."""
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i in indices:
+        groups.setdefault(np.shape(batch.predictions[i]), []).append(i)
+    return list(groups.values())
+
+
+def stacked(batch: MetricInput, field_name: str, indices: list[int], uint8: bool = False) -> np.ndarray:
+    """batch.<field_name>[indices] stacked, as uint8 or as float32 in [0, 1] (`stack`); memoised
+    in `batch.cache` so the other metrics of this batch reuse it."""
+    key = ("stack", field_name, tuple(indices), uint8)
+    if key not in batch.cache:
+        images = getattr(batch, field_name)
+        picked = [images[i] for i in indices]
+        batch.cache[key] = np.stack(picked) if uint8 else stack(picked)
+    return batch.cache[key]
 
 
 class PairedImageMetric(Metric):
@@ -63,15 +155,16 @@ class PairedImageMetric(Metric):
 
     kind = "fdp"
     needs = frozenset({"target"})
+    #: True: `compare` gets uint8 arrays (exact integer arithmetic, faster) instead of floats.
+    uint8_inputs: ClassVar[bool] = False
 
     def compare(self, predictions: np.ndarray, targets: np.ndarray) -> np.ndarray:
-        """(N, H, W, 3) float in [0, 1] twice -> (N,) scores."""
+        """(N, H, W, 3) float in [0, 1] (uint8 if `uint8_inputs`) twice -> (N,) scores."""
         raise NotImplementedError
 
     def score(self, batch: MetricInput) -> np.ndarray:
         out = np.full(len(batch.predictions), np.nan)
-        targets = batch.targets or [None] * len(batch.predictions)
-        have = [i for i, t in enumerate(targets) if t is not None]
-        if have:
-            out[have] = self.compare(stack([batch.predictions[i] for i in have]), stack([targets[i] for i in have]))
+        for group in shape_groups(batch, with_targets(batch)):
+            out[group] = self.compare(stacked(batch, "predictions", group, self.uint8_inputs),
+                                      stacked(batch, "targets", group, self.uint8_inputs))
         return out
