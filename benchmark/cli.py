@@ -4,6 +4,7 @@ them, so `wmbench --help`, `list` and `validate` start fast."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -33,9 +34,12 @@ def _options(flags: list[str] | None) -> dict:
 def cmd_run(args: argparse.Namespace) -> int:
     from .data import resolve_data_dir
     from .models import discover_cards, parse_model_args, resolve_card
-    from .runner import check_capabilities, effective_task, supports
+    from .runner import check_capabilities, supports
+    from .selection import effective_task
     from .tasks import resolve_tasks
 
+    if args.weights_dir:  # metrics locate their weights through this variable (metrics/weights.py)
+        os.environ["WMBENCH_WEIGHTS_DIR"] = str(Path(args.weights_dir).expanduser())
     dataset_options = _options(args.dataset_option)
     tasks = [effective_task(t, args.limit, args.seed, dataset_options)
              for t in resolve_tasks(_csv(args.tasks) or ["default"], args.include_path)]
@@ -233,6 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--output", help=f"run directory for a single --model; with several models, one "
                                       f"sub-directory per model inside it (default: {DEFAULT_OUTPUT}/<model>)")
     run.add_argument("--data-dir", help="datasets folder (default: $WMBENCH_DATA_DIR or ~/.cache/wmbench/data)")
+    run.add_argument("--weights-dir", help="folder of metric weights (default: $WMBENCH_WEIGHTS_DIR, then the "
+                                           "hub and torch hub caches); see `wmbench weights list`")
     run.add_argument("--include-path", action="append", help="extra folder of task YAMLs (repeatable)")
     run.add_argument("--dataset-option", action="append", metavar="K=V",
                      help="override a dataset option of every selected task, e.g. trust_pickle=true (repeatable)")

@@ -20,6 +20,7 @@ from typing import Any
 
 from .errors import WmbenchError
 from .stats import across_seeds, macro_mean_ci
+from .tasks import metric_refs
 from .yamlspec import content_hash
 
 ANCHORS = ("oracle", "copy", "blur", "majority")  # the built-in floor/ceiling baselines
@@ -55,7 +56,7 @@ def collect(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
             raise WmbenchError(f"{path}: not a wmbench results file ({type(exc).__name__}: {exc})") from exc
         for task, entry in tasks.items():
             spec = entry.get("spec", {})
-            order = {name: i for i, name in enumerate(spec.get("metrics") or [])}  # the task's own order
+            order = {ref.key: i for i, ref in enumerate(metric_refs(spec.get("metrics") or []))}  # the task's own order
             for metric, m in sorted(entry["metrics"].items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0])):
                 rows.append({"model": card["name"], "adapter": card.get("adapter"), "fingerprint": fingerprint,
                              "task": task, "kind": entry["kind"], "metric": metric, "mean": m["mean"],

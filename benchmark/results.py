@@ -21,6 +21,7 @@ from typing import Any
 
 from .stats import summarize
 from .store import RunStore
+from .tasks import metric_refs
 from .yamlspec import content_hash
 
 SCHEMA_VERSION = "1.0"
@@ -56,14 +57,28 @@ def metric_entry(metric, values: list[float | None], total_done: int,
                  clusters: list[Any] | None = None) -> dict[str, Any]:
     """`clusters`: the episode of each value; samples of one episode are resampled together."""
     available, reason = metric.available()
-    entry: dict[str, Any] = {**metric.info(), "available": available, "reason": reason or None,
-                             "weights": metric.weights_info() if hasattr(metric, "weights_info") else []}
+    entry: dict[str, Any] = {**metric.describe(), "available": available, "reason": reason or None}
     if not available:
         return {**entry, **summarize([]), "n_not_applicable": 0, "n_missing": total_done}
     finite = [v for v in values if v is not None]
     episodes = None if clusters is None else [c for v, c in zip(values, clusters) if v is not None]
     return {**entry, **summarize(finite, episodes), "n_not_applicable": sum(v is None for v in values),
             "n_missing": total_done - len(values)}
+
+
+def set_metric_entry(metric, stored: tuple[str, float | None, Any] | None, total_done: int) -> dict[str, Any]:
+    """A set-level metric (FID, KID): one value over the scored set, no per-sample interval."""
+    available, reason = metric.available()
+    details = (stored[2] if stored else None) or {}
+    if available and details.get("failed"):
+        reason = details.get("error")
+    n = details.get("n", 0) if stored else 0
+    entry = {**metric.describe(), "available": available, "reason": reason or None, **summarize([]),
+             "ci_method": "set", "n": n, "n_not_applicable": total_done - n if stored else 0,
+             "n_missing": 0 if stored else total_done, "set_details": details or None}
+    if available and stored:
+        entry["mean"] = stored[1]
+    return entry
 
 
 def build_results(store: RunStore, metric_factory, config: dict[str, Any]) -> dict[str, Any]:
@@ -83,12 +98,15 @@ def build_results(store: RunStore, metric_factory, config: dict[str, Any]) -> di
             if r.status == "failed":
                 failures[r.stage or "unknown"] = failures.get(r.stage or "unknown", 0) + 1
         metrics = {}
-        for metric_name in spec["metrics"]:
-            metric = metric_factory(metric_name)
-            values = [scores[r.sample_id][metric_name] for r in done
-                      if metric_name in scores.get(r.sample_id, {})]
-            episodes = [r.info.get("episode_id") for r in done if metric_name in scores.get(r.sample_id, {})]
-            metrics[metric_name] = metric_entry(metric, values, len(done), episodes)
+        set_scores = store.set_scores(name)
+        for ref in metric_refs(spec["metrics"]):
+            metric, key = metric_factory(ref), ref.key
+            if metric.set_level:
+                metrics[key] = set_metric_entry(metric, set_scores.get(key), len(done))
+                continue
+            scored = [r for r in done if key in scores.get(r.sample_id, {})]
+            metrics[key] = metric_entry(metric, [scores[r.sample_id][key] for r in scored], len(done),
+                                        [r.info.get("episode_id") for r in scored])
         tasks[name] = {"kind": spec["kind"], "version": spec["version"], "spec": spec,
                        "spec_hash": content_hash(spec), "counts": counts, "failures_by_stage": failures,
                        "metrics": metrics}
@@ -135,6 +153,7 @@ def _write_outputs(store: RunStore, metric_factory, config: dict[str, Any]) -> d
     lines = []
     for name in store.stored_tasks():
         scores = store.scores(name)
+        details = store.details(name)
         for r in store.samples(name):
             prediction = r.prediction
             if prediction and "images" in prediction:
@@ -143,6 +162,7 @@ def _write_outputs(store: RunStore, metric_factory, config: dict[str, Any]) -> d
             lines.append(json.dumps({"task": name, "sample_id": r.sample_id, "position": r.position,
                                      "status": r.status, "stage": r.stage, "error": r.error,
                                      "prediction": prediction, "scores": scores.get(r.sample_id, {}),
+                                     "details": details.get(r.sample_id) or None,
                                      "sample": r.info}, sort_keys=True))
     _atomic_write(run_dir / "samples.jsonl", "\n".join(lines) + ("\n" if lines else ""))
     return results
@@ -193,7 +213,7 @@ RESULTS_SCHEMA: dict[str, Any] = {
                 "metrics": {"type": "object", "additionalProperties": {
                     "type": "object",
                     "required": ["name", "version", "kind", "higher_is_better", "needs", "edit_aware",
-                                 "available", "reason", "weights", "mean", "std", "stderr", "ci95", "n",
+                                 "available", "reason", "weights", "options", "set_level", "mean", "std", "stderr", "ci95", "n",
                                  "ci_method", "n_not_applicable", "n_missing"],
                     "properties": {
                         "mean": {"type": ["number", "null"]},

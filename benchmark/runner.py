@@ -1,4 +1,4 @@
-"""The evaluation loop: select samples, run the model in batches, score, store.
+"""The evaluation loop: run the model on a task's samples in batches, score, store.
 
 One `Evaluation` = one model and one run directory (its store). Work is done at sample
 granularity and committed per batch, so a re-run resumes, computes nothing already stored, and
@@ -7,28 +7,28 @@ scores stored predictions with metrics added since (`--rescore` recomputes all s
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import inspect
 import math
 import random
 import sys
 import time
-import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from .data import FORMATS, GENERATORS
 from .errors import SampleError, WmbenchError
-from .metrics import METRICS, Metric, MetricInput
+from .metrics import METRICS, Metric
 from .models import ModelCard, adapter_class, instantiate
 from .models.base import TASK_CAPABILITY, Model
+from .scoring import COUNTERFACTUAL, TaskMetrics, describe_error
+from .selection import select
 from .store import RunStore, SampleRecord
-from .tasks import TaskSpec
+from .tasks import MetricRef, TaskSpec
 from .types import Batch, Transition, check_image
+from .yamlspec import content_hash
 
 STAGES = ("data", "model", "metrics", "harness")
 
@@ -53,6 +53,33 @@ class RunSummary:
         return sum(o.failed for o in self.outcomes)
 
 
+@dataclass
+class Loaded:
+    """A sample with its pixels loaded for one batch."""
+
+    position: int
+    transition: Transition
+    source: np.ndarray
+    target: np.ndarray | None
+    aux: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def sample_id(self) -> str:
+        return self.transition.sample_id
+
+
+@dataclass
+class Candidates:
+    """A best-of-N prediction: every candidate frame and its verifier score."""
+
+    images: list[np.ndarray]
+    scores: list[float]
+
+    def best(self) -> int:
+        """Highest score; ties keep the earlier candidate (as VerifiedModel.select)."""
+        return min(range(len(self.scores)), key=lambda j: (-self.scores[j], j))
+
+
 def check_capabilities(card: ModelCard, tasks: Sequence[TaskSpec]) -> None:
     """Refuse a task the model cannot do, before any model or data loads."""
     caps = adapter_class(card).capabilities()
@@ -65,48 +92,6 @@ def check_capabilities(card: ModelCard, tasks: Sequence[TaskSpec]) -> None:
 
 def supports(card: ModelCard, task: TaskSpec) -> bool:
     return TASK_CAPABILITY[task.kind] in adapter_class(card).capabilities()
-
-
-def effective_task(task: TaskSpec, limit: int | None = None, seed: int | None = None,
-                   dataset_options: dict[str, Any] | None = None) -> TaskSpec:
-    """Command-line --limit / --seed / --dataset-option override the spec's."""
-    changes: dict[str, Any] = {k: v for k, v in (("limit", limit), ("seed", seed)) if v is not None}
-    if dataset_options:
-        changes["dataset"] = dataclasses.replace(task.dataset, options={**task.dataset.options, **dataset_options})
-    return dataclasses.replace(task, **changes) if changes else task
-
-
-def dataset_root(task: TaskSpec, data_dir: Path, progress: bool = True) -> Path:
-    root = Path(data_dir) / task.dataset.subfolder
-    if not root.exists():
-        if task.dataset.generator is None:
-            raise WmbenchError(f"task '{task.name}': dataset folder {root} does not exist; place the "
-                               f"{task.dataset.format} dataset there, or pass --data-dir / set WMBENCH_DATA_DIR")
-        print(f"wmbench: generating the {task.dataset.generator} dataset under {root} (first use)", file=sys.stderr)
-        GENERATORS.get(task.dataset.generator)(root, dict(task.dataset.generator_options), progress=progress)
-    return root
-
-
-def _rank(seed: int, sample_id: str) -> bytes:
-    return hashlib.sha256(f"{seed}:{sample_id}".encode()).digest()
-
-
-def select(task: TaskSpec, data_dir: Path, progress: bool = True) -> list[Transition]:
-    """The task's samples: a seeded subset of size `limit` (stable: a larger limit extends it),
-    kept in the reader's order so that samples of one video are processed together."""
-    root = dataset_root(task, data_dir, progress)
-    reader = FORMATS.get(task.dataset.format)
-    transitions = list(reader(root, task.dataset, task.frames))
-    seen: set[str] = set()
-    for t in transitions:
-        if t.sample_id in seen:
-            raise WmbenchError(f"task '{task.name}': the {task.dataset.format} reader yielded sample id "
-                               f"'{t.sample_id}' twice under {root}")
-        seen.add(t.sample_id)
-    if task.limit is not None and task.limit < len(transitions):
-        keep = set(sorted(seen, key=lambda sid: _rank(task.seed, sid))[: task.limit])
-        transitions = [t for t in transitions if t.sample_id in keep]
-    return transitions
 
 
 def _seed_everything(seed: int, sample_ids: Sequence[str]) -> None:
@@ -124,12 +109,25 @@ def _resize(image: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return np.asarray(Image.fromarray(image).resize((shape[1], shape[0]), Image.BILINEAR))
 
 
+def _fit(image: np.ndarray, shape: tuple[int, ...], info: dict, key: str) -> np.ndarray:
+    """`image` resized to the source's size for scoring; the original size is recorded in `info`."""
+    if image.shape == shape:
+        return image
+    info[key] = list(image.shape[:2])
+    return _resize(image, shape)
+
+
 def _reason(exc: BaseException) -> str:
-    if isinstance(exc, SampleError):
-        return str(exc)
-    frame = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
-    where = f" (at {Path(frame.filename).name}:{frame.lineno})" if frame else ""
-    return f"{type(exc).__name__}: {exc}{where}"
+    return str(exc) if isinstance(exc, SampleError) else describe_error(exc)
+
+
+def counterfactual_action(sample_id: str, own: str, vocabulary: list[str]) -> str | None:
+    """Another action of the task for the same source, picked by a hash of the sample id
+    (deterministic, spread over the vocabulary); None when the task has a single action."""
+    others = [a for a in vocabulary if a != own]
+    if not others:
+        return None
+    return others[int(hashlib.sha256(sample_id.encode()).hexdigest(), 16) % len(others)]
 
 
 class Evaluation:
@@ -164,13 +162,16 @@ class Evaluation:
             self.summary.timings["model"] += time.perf_counter() - started
         return self._model
 
-    def metric(self, name: str) -> Metric:
-        if name not in self._metrics:
-            self._metrics[name] = METRICS.get(name)()
-        return self._metrics[name]
-
-    def available_metrics(self, task: TaskSpec) -> list[Metric]:
-        return [m for m in (self.metric(n) for n in task.metrics) if m.available()[0]]
+    def metric(self, ref: MetricRef | str) -> Metric:
+        """One instance per (metric, options), shared by the tasks of this run."""
+        ref = MetricRef(ref) if isinstance(ref, str) else ref
+        key = content_hash([ref.name, ref.args])
+        if key not in self._metrics:
+            metric = METRICS.get(ref.name)(**ref.args)
+            if self.device is not None:
+                metric.device = self.device
+            self._metrics[key] = metric
+        return self._metrics[key]
 
     # the loop ----------------------------------------------------------------------------
     def run(self, tasks: Sequence[TaskSpec], rescore: bool = False) -> RunSummary:
@@ -186,10 +187,12 @@ class Evaluation:
         self.summary.timings["data"] += time.perf_counter() - started
         model_info = {"card": self.card.to_dict(), "fingerprint": self.card.fingerprint}
         self.store.bind_task(task.name, task.sample_fingerprint, task.to_dict(), model_info)
+        metrics = TaskMetrics(task, self.metric)
+        metrics.prepare(transitions)
+        self._vocabulary = sorted({t.action_text for t in transitions})
         status = self.store.statuses(task.name)
         retry = {"failed"} if self.retry_failed else set()
         todo = [(i, t) for i, t in enumerate(transitions) if status.get(t.sample_id) in (None, *retry)]
-        metrics = self.available_metrics(task)
         stale = self._stale(task, metrics, rescore, {t.sample_id for t in transitions})
         stale_items = [(i, t) for i, t in enumerate(transitions) if t.sample_id in stale]
 
@@ -214,12 +217,13 @@ class Evaluation:
                       f"process on {self.run_dir}", file=sys.stderr)
             for chunk in _chunks(stale_items, self.batch_size):
                 self._rescore_batch(task, chunk, metrics)
+            self._score_sets(task, metrics, transitions, force=rescore)
         finally:
             bar.close()
         failed = sum(1 for s in self.store.statuses(task.name).values() if s == "failed")
         return TaskOutcome(task.name, len(transitions), evaluated, len(stale_items), failed)
 
-    def _stale(self, task: TaskSpec, metrics: list[Metric], rescore: bool, selected: set[str]) -> set[str]:
+    def _stale(self, task: TaskSpec, metrics: TaskMetrics, rescore: bool, selected: set[str]) -> set[str]:
         """Done samples whose scores must be (re)computed: all with --rescore, else those missing
         a score of a current metric version (metrics added to the task since they were scored)."""
         done = {s.sample_id for s in self.store.samples(task.name) if s.sample_id in selected
@@ -227,78 +231,93 @@ class Evaluation:
         if rescore:
             return done
         versions = self.store.score_versions(task.name)
-        return {sid for sid in done if any(versions.get((sid, m.name)) != m.version for m in metrics)}
+        return {sid for sid in done
+                if any(versions.get((sid, key)) != m.version for key, m in metrics.per_sample.items())}
 
-    # one batch ---------------------------------------------------------------------------
-    def _evaluate_batch(self, task: TaskSpec, chunk: list[tuple[int, Transition]], metrics: list[Metric]) -> None:
+    # loading -----------------------------------------------------------------------------
+    def _load(self, task: TaskSpec, chunk: list[tuple[int, Transition]], metrics: TaskMetrics,
+              records: dict[str, SampleRecord]) -> list[Loaded]:
+        """Pixels of a batch; a sample whose frames cannot be read fails at stage `data`."""
         clock = time.perf_counter()
-        records: dict[str, SampleRecord] = {}
-        loaded: list[tuple[int, Transition, np.ndarray, np.ndarray | None]] = []
+        loaded = []
         for position, t in chunk:
             info = t.describe()
-            if task.kind == "fdp" and t.target is None and all("target" in m.needs for m in metrics) and metrics:
+            if task.kind == "fdp" and t.target is None and metrics.all_need_target:
                 records[t.sample_id] = SampleRecord(task.name, t.sample_id, position, "skipped", info,
                                                     error="no target frame, and every metric of the task needs one")
                 continue
             try:
                 source = t.source.load()
                 target = t.target.load() if t.target is not None else None
+                aux = {k: t.aux[k].load() for k in metrics.aux_keys if k in t.aux}
             except SampleError as exc:
                 records[t.sample_id] = SampleRecord(task.name, t.sample_id, position, "failed", info,
                                                     stage="data", error=str(exc))
                 continue
-            if target is not None and target.shape != source.shape:
-                info["target_resized_from"] = list(target.shape[:2])
-                target = _resize(target, source.shape)
-            loaded.append((position, t, source, target))
+            if target is not None:
+                target = _fit(target, source.shape, info, "target_resized_from")
+            loaded.append(Loaded(position, t, source, target, aux))
+            records[t.sample_id] = SampleRecord(task.name, t.sample_id, position, "done", info)
         self.summary.timings["data"] += time.perf_counter() - clock
+        return loaded
 
+    # one batch ---------------------------------------------------------------------------
+    def _evaluate_batch(self, task: TaskSpec, chunk: list[tuple[int, Transition]], metrics: TaskMetrics) -> None:
+        records: dict[str, SampleRecord] = {}
+        loaded = self._load(task, chunk, metrics, records)
         predictions = self._predict(task, loaded, records)
-        ok = [(pos, t, s, tg) for pos, t, s, tg in loaded if t.sample_id in predictions]
+        ok = [item for item in loaded if item.sample_id in predictions]
+        if metrics.wants_counterfactual and ok:
+            self._counterfactuals(task, ok)
         clock = time.perf_counter()
-        stored = {}
-        for pos, t, source, target in ok:
-            pred = predictions[t.sample_id]
-            info = t.describe()
-            if isinstance(pred, Candidates):
-                if any(c.shape != source.shape for c in pred.images):
-                    info["prediction_resized_from"] = list(pred.images[0].shape[:2])
-                images = [c if c.shape == source.shape else _resize(c, source.shape) for c in pred.images]
-                best = pred.best()
-                predictions[t.sample_id] = images[best]
-                stored[t.sample_id] = {"images": [self.store.put_image(images[best])],
-                                       "candidates": [self.store.put_image(c) for c in images],
-                                       "verifier_scores": pred.scores, "selected": best}
-            elif task.kind == "fdp":
-                if pred.shape != source.shape:
-                    info["prediction_resized_from"] = list(pred.shape[:2])
-                    predictions[t.sample_id] = pred = _resize(pred, source.shape)
-                stored[t.sample_id] = {"images": [self.store.put_image(pred)]}
-            else:
-                stored[t.sample_id] = {"text": pred}
-            records[t.sample_id] = SampleRecord(task.name, t.sample_id, pos, "done", info, stored[t.sample_id])
+        for item in ok:
+            record = records[item.sample_id]
+            record.prediction, predictions[item.sample_id] = self._store_prediction(
+                task, item, predictions[item.sample_id], record.info)
         self.summary.timings["harness"] += time.perf_counter() - clock
-
-        scores = self._score(task, ok, predictions, metrics, records)
+        scores = self._score(metrics, ok, predictions, records)
         clock = time.perf_counter()
         self.store.commit(list(records.values()), scores)
         self.summary.timings["harness"] += time.perf_counter() - clock
 
-    def _model_batch(self, task: TaskSpec, items: list[tuple[int, Transition, np.ndarray, np.ndarray | None]]) -> Batch:
+    def _store_prediction(self, task: TaskSpec, item: Loaded, pred: Any, info: dict) -> tuple[dict, Any]:
+        """Write the prediction (images content-addressed) -> (stored record, what metrics score)."""
+        shape = item.source.shape
+        if isinstance(pred, Candidates):
+            images = [_fit(c, shape, info, "prediction_resized_from") for c in pred.images]
+            best = pred.best()
+            stored = {"images": [self.store.put_image(images[best])],
+                      "candidates": [self.store.put_image(c) for c in images],
+                      "verifier_scores": pred.scores, "selected": best}
+            pred = images[best]
+        elif task.kind == "fdp":
+            pred = _fit(pred, shape, info, "prediction_resized_from")
+            stored = {"images": [self.store.put_image(pred)]}
+        else:
+            stored = {"text": pred}
+        if COUNTERFACTUAL in item.aux:
+            action, image = item.aux[COUNTERFACTUAL]
+            item.aux[COUNTERFACTUAL] = image = _fit(image, shape, info, "counterfactual_resized_from")
+            stored["counterfactual"] = {"action": action, "image": self.store.put_image(image)}
+        return stored, pred
+
+    def _model_batch(self, task: TaskSpec, items: list[Loaded], actions: list[str] | None = None) -> Batch:
+        """The model's view of a batch (see `Batch`); `actions` replaces the samples' actions."""
         reference = self.model.sees_reference
         fdp = task.kind == "fdp"
+        actions = actions or [i.transition.action_text for i in items]
         return Batch(
-            sample_ids=[t.sample_id for _, t, _, _ in items],
-            sources=[s for _, _, s, _ in items],
-            prompts=[task.render_prompt(t.action_text) for _, t, _, _ in items],
-            targets=[tg for _, _, _, tg in items] if (not fdp or reference) else None,
-            actions=[t.action_text for _, t, _, _ in items] if (fdp or reference) else None,
-            action_vectors=[t.action_vector for _, t, _, _ in items] if (fdp or reference) else None,
-            meta=[t.meta for _, t, _, _ in items],
+            sample_ids=[i.sample_id for i in items],
+            sources=[i.source for i in items],
+            prompts=[task.render_prompt(a) for a in actions],
+            targets=[i.target for i in items] if (not fdp or reference) else None,
+            actions=actions if (fdp or reference) else None,
+            action_vectors=[i.transition.action_vector for i in items] if (fdp or reference) else None,
+            meta=[i.transition.meta for i in items],
             task=task.name,
         )
 
-    def _call_model(self, task: TaskSpec, items) -> list[Any]:
+    def _call_model(self, task: TaskSpec, items: list[Loaded]) -> list[Any]:
         batch = self._model_batch(task, items)
         _seed_everything(task.seed, batch.sample_ids)
         if task.kind == "fdp" and hasattr(self.model, "predict_candidates"):
@@ -315,7 +334,7 @@ class Evaluation:
                               f"{len(out) if hasattr(out, '__len__') else '?'} for a batch of {len(items)}")
         return list(out)
 
-    def _predict(self, task: TaskSpec, items, records: dict[str, SampleRecord]) -> dict[str, Any]:
+    def _predict(self, task: TaskSpec, items: list[Loaded], records: dict[str, SampleRecord]) -> dict[str, Any]:
         """Call the model on the batch; if it raises, call it per sample so that one bad sample
         fails alone. Returns sample_id -> validated prediction; failures go into `records`."""
         if not items:
@@ -329,92 +348,110 @@ class Evaluation:
                 try:
                     outputs.append(([item], self._call_model(task, [item])))
                 except Exception as exc:
-                    pos, t, _, _ = item
-                    records[t.sample_id] = SampleRecord(task.name, t.sample_id, pos, "failed", t.describe(),
-                                                        stage="model", error=_reason(exc))
+                    _fail(records[item.sample_id], "model", _reason(exc))
         self.summary.timings["model"] += time.perf_counter() - clock
         predictions = {}
         for group, out in outputs:
-            for (pos, t, _, _), value in zip(group, out):
+            for item, value in zip(group, out):
                 try:
-                    predictions[t.sample_id] = _validate_output(task.kind, value)
+                    predictions[item.sample_id] = _validate_output(task.kind, value)
                 except SampleError as exc:
-                    records[t.sample_id] = SampleRecord(task.name, t.sample_id, pos, "failed", t.describe(),
-                                                        stage="output", error=str(exc))
+                    _fail(records[item.sample_id], "output", str(exc))
         return predictions
 
-    def _score(self, task: TaskSpec, items, predictions: dict[str, Any], metrics: list[Metric],
+    def _counterfactuals(self, task: TaskSpec, items: list[Loaded]) -> None:
+        """The prediction for the same source under another action of the task, for
+        counterfactual sensitivity; put in `aux` as (action, image). A failure leaves it out (the
+        metric then scores NaN) and is noted in the sample's info."""
+        clock = time.perf_counter()
+        chosen = [(item, counterfactual_action(item.sample_id, item.transition.action_text, self._vocabulary))
+                  for item in items]
+        chosen = [(item, a) for item, a in chosen if a is not None]
+        if chosen:
+            group = [item for item, _ in chosen]
+            batch = self._model_batch(task, group, [a for _, a in chosen])
+            _seed_everything(task.seed, [f"counterfactual:{sid}" for sid in batch.sample_ids])
+            try:
+                out = self.model.predict_next(batch, n=1)
+                for (item, action), images in zip(chosen, out):
+                    item.aux[COUNTERFACTUAL] = (action, check_image(images[0], "counterfactual prediction"))
+            except Exception as exc:
+                for item in group:
+                    item.aux.pop(COUNTERFACTUAL, None)
+                    item.transition.meta.setdefault("counterfactual_error", _reason(exc))
+        self.summary.timings["model"] += time.perf_counter() - clock
+
+    def _score(self, metrics: TaskMetrics, items: list[Loaded], predictions: dict[str, Any],
                records: dict[str, SampleRecord]) -> list[tuple]:
         clock = time.perf_counter()
-        rows: list[tuple] = []
-        if items:
-            inp = MetricInput(
-                kind=task.kind,
-                predictions=[predictions[t.sample_id] for _, t, _, _ in items],
-                sources=[s for _, _, s, _ in items],
-                targets=[tg for _, _, _, tg in items],
-                actions=[t.action_text for _, t, _, _ in items],
-                references=[t.action_text for _, t, _, _ in items],
-                meta=[t.meta for _, t, _, _ in items],
-            )
-            for metric in metrics:
-                try:
-                    values = np.asarray(metric.score(inp), dtype=np.float64).reshape(-1)
-                    if len(values) != len(items):
-                        raise ValueError(f"returned {len(values)} scores for {len(items)} samples")
-                except Exception as exc:
-                    for _, t, _, _ in items:
-                        record = records[t.sample_id]
-                        record.status, record.stage = "failed", "metrics"
-                        record.error = f"metric '{metric.name}': {_reason(exc)}"
-                    continue
-                for (_, t, _, _), v in zip(items, values):
-                    rows.append((task.name, t.sample_id, metric.name, metric.version,
-                                 None if math.isnan(v) else float(v)))
+        rows, failed = metrics.score(
+            sample_ids=[i.sample_id for i in items],
+            predictions=[predictions[i.sample_id] for i in items],
+            sources=[i.source for i in items],
+            targets=[i.target for i in items],
+            actions=[i.transition.action_text for i in items],
+            meta=[i.transition.meta for i in items],
+            aux=[i.aux for i in items])
+        for sid, reason in failed.items():
+            _fail(records[sid], "metrics", reason)
         self.summary.timings["metrics"] += time.perf_counter() - clock
         return rows
 
-    def _rescore_batch(self, task: TaskSpec, chunk: list[tuple[int, Transition]], metrics: list[Metric]) -> None:
+    def _rescore_batch(self, task: TaskSpec, chunk: list[tuple[int, Transition]], metrics: TaskMetrics) -> None:
         """Score stored predictions again (no model call); the data is reloaded for sources/targets."""
-        clock = time.perf_counter()
         stored = {r.sample_id: r for r in self.store.samples(task.name, [t.sample_id for _, t in chunk])}
-        items, predictions, records = [], {}, {}
-        for position, t in chunk:
-            record = stored[t.sample_id]
-            try:
-                source = t.source.load()
-                target = t.target.load() if t.target is not None else None
-            except SampleError as exc:
-                record.status, record.stage, record.error = "failed", "data", str(exc)
-                records[t.sample_id] = record
-                continue
-            if target is not None and target.shape != source.shape:
-                target = _resize(target, source.shape)
+        records: dict[str, SampleRecord] = {}
+        loaded = self._load(task, chunk, metrics, records)
+        for sid, record in records.items():  # keep what was stored, even if the data now fails
+            record.prediction = stored[sid].prediction
+            record.info = {**stored[sid].info, **record.info}
+        predictions = {}
+        for item in loaded:
+            old = stored[item.sample_id]
             if task.kind == "fdp":
-                predictions[t.sample_id] = self.store.get_image(record.prediction["images"][0])
+                predictions[item.sample_id] = self.store.get_image(old.prediction["images"][0])
+                if "counterfactual" in old.prediction:
+                    item.aux[COUNTERFACTUAL] = self.store.get_image(old.prediction["counterfactual"]["image"])
             else:
-                predictions[t.sample_id] = record.prediction["text"]
-            record.status, record.stage, record.error = "done", None, None
-            records[t.sample_id] = record
-            items.append((position, t, source, target))
-        self.summary.timings["data"] += time.perf_counter() - clock
-        scores = self._score(task, items, predictions, metrics, records)
+                predictions[item.sample_id] = old.prediction["text"]
+        scores = self._score(metrics, loaded, predictions, records)
         with self.store.transaction() as db:
             db.execute(f"DELETE FROM scores WHERE task = ? AND sample_id IN ({','.join('?' * len(records))})",
                        (task.name, *records))
         self.store.commit(list(records.values()), scores)
 
+    def _score_sets(self, task: TaskSpec, metrics: TaskMetrics, transitions: list[Transition],
+                    force: bool = False) -> None:
+        """Set-level metrics (FID, KID) over every scored sample with a target; recomputed only
+        when the set of predictions changed (or with --rescore)."""
+        if not metrics.set_level or task.kind != "fdp":
+            return
+        done = [r for r in self.store.samples(task.name) if r.status == "done"]
+        by_id = {t.sample_id: t for t in transitions}
+        pairs = [(r, by_id[r.sample_id]) for r in done if r.sample_id in by_id and by_id[r.sample_id].target]
+        stored = self.store.set_scores(task.name)
+        for key, metric in metrics.set_level.items():
+            fingerprint = content_hash([metric.version, metric.options(),
+                                        [(r.sample_id, r.prediction["images"][0]) for r, _ in pairs]])
+            if not force and stored.get(key, (None,))[0] == fingerprint:
+                continue
+            clock = time.perf_counter()
+            value, details = None, None
+            try:
+                predictions = [self.store.get_image(r.prediction["images"][0]) for r, _ in pairs]
+                targets = [_fit(t.target.load(), p.shape, {}, "") for p, (_, t) in zip(predictions, pairs)]
+                value = float(metric.score_set(predictions, targets)) if pairs else None
+                details = getattr(metric, "last_set_details", None)
+            except Exception as exc:  # counted as unavailable for this run, with the reason
+                details = {"failed": True, "error": _reason(exc)}
+            self.store.put_set_score(task.name, key, fingerprint,
+                                     None if value is None or math.isnan(value) else value,
+                                     {"n": len(pairs), **(details or {})})
+            self.summary.timings["metrics"] += time.perf_counter() - clock
 
-@dataclass
-class Candidates:
-    """A best-of-N prediction: every candidate frame and its verifier score."""
 
-    images: list[np.ndarray]
-    scores: list[float]
-
-    def best(self) -> int:
-        """Highest score; ties keep the earlier candidate (as VerifiedModel.select)."""
-        return min(range(len(self.scores)), key=lambda j: (-self.scores[j], j))
+def _fail(record: SampleRecord, stage: str, reason: str) -> None:
+    record.status, record.stage, record.error = "failed", stage, reason
 
 
 def _validate_output(kind: str, value: Any) -> Any:

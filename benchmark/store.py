@@ -37,7 +37,10 @@ CREATE TABLE IF NOT EXISTS claims (
     PRIMARY KEY (task, sample_id));
 CREATE TABLE IF NOT EXISTS scores (
     task TEXT NOT NULL, sample_id TEXT NOT NULL, metric TEXT NOT NULL, version TEXT NOT NULL,
-    value REAL, PRIMARY KEY (task, sample_id, metric));
+    value REAL, details TEXT, PRIMARY KEY (task, sample_id, metric));
+CREATE TABLE IF NOT EXISTS set_scores (
+    task TEXT NOT NULL, metric TEXT NOT NULL, fingerprint TEXT NOT NULL, value REAL, details TEXT,
+    PRIMARY KEY (task, metric));
 """
 
 
@@ -157,6 +160,24 @@ class RunStore:
             out.setdefault(sid, {})[metric] = value
         return out
 
+    def details(self, task: str) -> dict[str, dict[str, Any]]:
+        """sample_id -> {metric: details} for metrics that keep per-sample details (judge replies)."""
+        out: dict[str, dict[str, Any]] = {}
+        for sid, metric, details in self.db.execute(
+                "SELECT sample_id, metric, details FROM scores WHERE task = ? AND details IS NOT NULL", (task,)):
+            out.setdefault(sid, {})[metric] = json.loads(details)
+        return out
+
+    def set_scores(self, task: str) -> dict[str, tuple[str, float | None, Any]]:
+        """metric -> (fingerprint of the scored set, value, details) for set-level metrics."""
+        return {m: (fp, v, None if d is None else json.loads(d)) for m, fp, v, d in self.db.execute(
+            "SELECT metric, fingerprint, value, details FROM set_scores WHERE task = ?", (task,))}
+
+    def put_set_score(self, task: str, metric: str, fingerprint: str, value: float | None, details: Any) -> None:
+        self.db.execute("INSERT OR REPLACE INTO set_scores VALUES (?, ?, ?, ?, ?)",
+                        (task, metric, fingerprint, value,
+                         None if details is None else json.dumps(details, sort_keys=True, default=str)))
+
     def score_versions(self, task: str) -> dict[tuple[str, str], str]:
         return {(sid, m): v for sid, m, v in self.db.execute(
             "SELECT sample_id, metric, version FROM scores WHERE task = ?", (task,))}
@@ -182,8 +203,9 @@ class RunStore:
                            [(task, sid, self.owner, now) for sid in taken])
         return taken
 
-    def commit(self, records: list[SampleRecord], scores: list[tuple[str, str, str, str, float | None]]) -> None:
-        """Write a batch of samples and scores (task, sample_id, metric, version, value) atomically."""
+    def commit(self, records: list[SampleRecord], scores: list[tuple]) -> None:
+        """Write a batch of samples and their scores atomically; a score row is
+        (task, sample_id, metric, version, value or None, details JSON or None)."""
         now = time.time()
         with self.transaction():
             self.db.executemany(
@@ -191,7 +213,7 @@ class RunStore:
                 [(r.task, r.sample_id, r.position, r.status, r.stage, r.error,
                   None if r.prediction is None else json.dumps(r.prediction),
                   json.dumps(r.info, sort_keys=True, default=str), now) for r in records])
-            self.db.executemany("INSERT OR REPLACE INTO scores VALUES (?, ?, ?, ?, ?)", scores)
+            self.db.executemany("INSERT OR REPLACE INTO scores VALUES (?, ?, ?, ?, ?, ?)", scores)
             self.db.executemany("DELETE FROM claims WHERE task = ? AND sample_id = ?",
                                 [(r.task, r.sample_id) for r in records])
 

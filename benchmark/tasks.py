@@ -39,11 +39,39 @@ class DatasetSpec:
 
 
 @dataclass(frozen=True)
+class MetricRef:
+    """A `metrics` entry: a bare name, or `{name: ..., args: {...}, label: ...}` for a metric with
+    options (e.g. the IDP model of `idp_cycle`); `label` names the column when one metric is used
+    twice with different options."""
+
+    name: str
+    args: dict[str, Any] = field(default_factory=dict)
+    label: str | None = None
+
+    @property
+    def key(self) -> str:
+        return self.label or self.name
+
+
+def metric_refs(entries: list[Any]) -> list[MetricRef]:
+    """Task `metrics` entries (names, MetricRefs or their dicts) -> MetricRefs."""
+    out = []
+    for entry in entries:
+        if isinstance(entry, str):
+            out.append(MetricRef(entry))
+        elif isinstance(entry, dict):
+            out.append(MetricRef(**entry))
+        else:
+            out.append(entry)
+    return out
+
+
+@dataclass(frozen=True)
 class TaskSpec:
     name: str
     kind: Literal["fdp", "idp"]
     dataset: DatasetSpec
-    metrics: list[str]
+    metrics: list[str | MetricRef]
     version: int = 1
     description: str = ""
     suites: list[str] = field(default_factory=list)
@@ -56,6 +84,10 @@ class TaskSpec:
     def __post_init__(self) -> None:
         if not self.metrics:
             raise ValueError("metrics: at least one metric is required")
+        keys = [ref.key for ref in self.metric_refs]
+        for key in keys:
+            if keys.count(key) > 1:
+                raise ValueError(f"metrics: '{key}' appears twice; give each use a distinct `label`")
         if self.limit is not None and self.limit < 1:
             raise ValueError("limit: must be >= 1")
         try:
@@ -87,6 +119,10 @@ class TaskSpec:
             data.pop(key)
         return content_hash(data)
 
+    @property
+    def metric_refs(self) -> list[MetricRef]:
+        return metric_refs(self.metrics)
+
     def render_prompt(self, action: str) -> str:
         return self.prompt.format(action=action) if self.kind == "fdp" else self.prompt
 
@@ -110,14 +146,19 @@ def _check_names(spec: TaskSpec, path: Path) -> None:
     if spec.dataset.generator is not None and spec.dataset.generator not in GENERATORS:
         raise SpecError(path, "dataset.generator", f"unknown generator '{spec.dataset.generator}'; "
                         f"known: {', '.join(GENERATORS.names())}")
-    for i, name in enumerate(spec.metrics):
+    for i, ref in enumerate(spec.metric_refs):
+        name = ref.name
         if name not in METRICS:
             raise SpecError(path, f"metrics[{i}]", f"unknown metric '{name}'"
                             f"{did_you_mean(name, METRICS.names())}; known: {', '.join(METRICS.names())}")
-        metric_kind = METRICS.get(name).kind
-        if metric_kind != spec.kind:
-            raise SpecError(path, f"metrics[{i}]", f"metric '{name}' scores {metric_kind} predictions, "
+        cls = METRICS.get(name)
+        if cls.kind != spec.kind:
+            raise SpecError(path, f"metrics[{i}]", f"metric '{name}' scores {cls.kind} predictions, "
                             f"but the task kind is {spec.kind}")
+        try:  # constructors are cheap (backbones load on first use): this checks the options
+            cls(**ref.args)
+        except TypeError as exc:
+            raise SpecError(path, f"metrics[{i}].args", f"metric '{name}': {exc}") from None
 
 
 def task_dirs(include: list[str | os.PathLike] | None = None) -> list[Path]:

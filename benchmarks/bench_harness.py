@@ -18,7 +18,8 @@ from pathlib import Path
 from benchmark.data import resolve_data_dir
 from benchmark.models import resolve_card
 from benchmark.results import write_outputs
-from benchmark.runner import Evaluation, dataset_root, effective_task
+from benchmark.runner import Evaluation
+from benchmark.selection import dataset_root, effective_task
 from benchmark.tasks import resolve_tasks
 
 

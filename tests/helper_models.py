@@ -54,3 +54,24 @@ class ExplodingModel(Model):
 
     def predict_next(self, batch, n=1):  # pragma: no cover
         raise AssertionError("the model must not be called")
+
+
+SHIFTS = {"right": (0, 6), "down": (6, 0), "left": (0, -6), "up": (-6, 0)}
+
+
+class ShiftModel(Model):
+    """A world model for the tests' square data: shifts the whole frame as the action says."""
+
+    def predict_next(self, batch, n=1):
+        out = []
+        for source, action in zip(batch.sources, batch.actions):
+            dr, dc = next((v for k, v in SHIFTS.items() if k in action), (0, 0))
+            out.append([np.roll(source, (dr, dc), axis=(0, 1)) for _ in range(n)])
+        return out
+
+
+class JudgeModel(Model):
+    """Answers the VLM-judge protocol: 8 / 6 for most instructions, unparseable text for 'left'."""
+
+    def answer(self, images, prompts):
+        return ["I cannot tell." if "left" in p else '{"editing_success": 8, "minimal_editing": 6}' for p in prompts]

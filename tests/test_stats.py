@@ -148,7 +148,7 @@ def test_compare_prints_a_paired_test(workspace, capsys):
 
 
 def test_compare_refuses_runs_without_common_samples(workspace, capsys):
-    from benchmark.runner import _rank
+    from benchmark.selection import _rank
 
     ids = [f"pair{i:03d}" for i in range(12)]
     top = {seed: set(sorted(ids, key=lambda s: _rank(seed, s))[:3]) for seed in range(40)}

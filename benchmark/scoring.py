@@ -1,0 +1,87 @@
+"""A task's metrics as one object: which apply here, what they need loaded, and scoring a batch.
+
+Per-sample metrics score every batch; set-level metrics (FID, KID) score the whole set of
+stored predictions once per task (see `Evaluation._score_sets`). A metric that raises, or
+marks a sample `"failed"` in its details (e.g. a judge whose replies never parsed), fails
+that sample at stage `metrics`: the prediction stays stored and `--retry-failed` or
+`--rescore` scores it again without calling the model.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import traceback
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from .metrics import Metric, MetricInput
+from .tasks import MetricRef, TaskSpec
+
+COUNTERFACTUAL = "counterfactual_prediction"
+ScoreRow = tuple  # (task, sample_id, metric key, version, value or None, details JSON or None)
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line naming the error and where it was raised."""
+    frame = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+    where = f" (at {Path(frame.filename).name}:{frame.lineno})" if frame else ""
+    return f"{type(exc).__name__}: {exc}{where}"
+
+
+class TaskMetrics:
+    def __init__(self, task: TaskSpec, factory: Callable[[MetricRef], Metric]):
+        self.task = task
+        self.all: dict[str, Metric] = {ref.key: factory(ref) for ref in task.metric_refs}
+        self.available = {k: m for k, m in self.all.items() if m.available()[0]}
+        self.per_sample = {k: m for k, m in self.available.items() if not m.set_level}
+        self.set_level = {k: m for k, m in self.available.items() if m.set_level}
+
+    @property
+    def aux_keys(self) -> set[str]:
+        """Transition.aux images to load for the metrics (the counterfactual is made, not loaded)."""
+        return {key for m in self.available.values() for key in m.aux_keys} - {COUNTERFACTUAL}
+
+    @property
+    def wants_counterfactual(self) -> bool:
+        return any(COUNTERFACTUAL in m.aux_keys for m in self.available.values())
+
+    @property
+    def all_need_target(self) -> bool:
+        return bool(self.available) and all("target" in m.needs for m in self.available.values())
+
+    def prepare(self, transitions: Sequence[Any]) -> None:
+        for metric in self.available.values():
+            metric.prepare(self.task.kind, list(transitions))
+
+    def score(self, sample_ids: list[str], predictions: list[Any], sources: list[np.ndarray],
+              targets: list[np.ndarray | None], actions: list[str], meta: list[dict],
+              aux: list[dict]) -> tuple[list[ScoreRow], dict[str, str]]:
+        """Score one batch. Returns the score rows and {sample_id: reason} for failed samples."""
+        rows: list[ScoreRow] = []
+        failed: dict[str, str] = {}
+        if not sample_ids:
+            return rows, failed
+        batch = MetricInput(kind=self.task.kind, predictions=predictions, sources=sources, targets=targets,
+                            actions=actions, references=actions, meta=meta, aux=aux)
+        for key, metric in self.per_sample.items():
+            metric.last_details = None
+            try:
+                values = np.asarray(metric.score(batch), dtype=np.float64).reshape(-1)
+                if len(values) != len(sample_ids):
+                    raise ValueError(f"returned {len(values)} scores for {len(sample_ids)} samples")
+                details = metric.last_details or [None] * len(sample_ids)
+                if len(details) != len(sample_ids):
+                    raise ValueError(f"returned {len(details)} detail records for {len(sample_ids)} samples")
+            except Exception as exc:
+                for sid in sample_ids:
+                    failed.setdefault(sid, f"metric '{key}': {describe_error(exc)}")
+                continue
+            for sid, value, detail in zip(sample_ids, values, details):
+                if detail and detail.get("failed"):
+                    failed.setdefault(sid, f"metric '{key}': {detail.get('error') or detail.get('reason') or 'failed'}")
+                rows.append((self.task.name, sid, key, metric.version, None if math.isnan(value) else float(value),
+                             None if detail is None else json.dumps(detail, sort_keys=True, default=str)))
+        return rows, failed
