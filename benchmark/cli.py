@@ -102,7 +102,7 @@ def cmd_list(args: argparse.Namespace) -> int:
                 spec = load_task(path)
                 suites = f"  [{', '.join(spec.suites)}]" if spec.suites else ""
                 print(f"{name:28s} {spec.kind}  {spec.dataset.format}:{spec.dataset.subfolder}{suites}  "
-                      f"metrics: {', '.join(spec.metrics)}")
+                      f"metrics: {', '.join(r.key for r in spec.metric_refs)}")
             except WmbenchError as exc:
                 print(f"{name:28s} INVALID: {exc}")
     elif args.what == "models":
@@ -110,10 +110,10 @@ def cmd_list(args: argparse.Namespace) -> int:
 
         for name in MODELS.names():
             cls = MODELS.get(name)
-            print(f"adapter {name:22s} {', '.join(cls.capabilities()):40s} {cls.description}")
+            print(f"adapter {name:28s} {', '.join(cls.capabilities()):52s} {cls.description}")
         for name, card in discover_cards().items():
             caps = ", ".join(adapter_class(card).capabilities())
-            print(f"card    {name:22s} {caps:40s} adapter={card.adapter} {card.description}")
+            print(f"card    {name:28s} {caps:52s} adapter={card.adapter} {card.description}")
     else:
         from .metrics import METRICS
 
