@@ -120,6 +120,67 @@ class Metric:
                 "description": cls.description}
 
 
+class ModelBackedMetric(Metric):
+    """A metric that asks a model adapter (an IDP model, a VLM judge) named by its `model` option
+    (adapter name, card name or card path, as `--model`) with `model_args`; tests pass an adapter
+    instance as `adapter`. The adapter is built on the first `adapter()` call."""
+
+    #: The capability the adapter must have (may depend on options: override `capability`).
+    capability: ClassVar[str] = "answer"
+    role: ClassVar[str] = "model"
+
+    def _init_model(self, model: str | None, model_args: dict[str, Any] | None, adapter: Any) -> None:
+        self.model_name, self.model_args = model, dict(model_args or {})
+        self._adapter = adapter
+
+    def model_card(self):
+        from ..models import resolve_card
+
+        return resolve_card(self.model_name, self.model_args)
+
+    def model_id(self) -> str:
+        return self.model_name or (type(self._adapter).__name__ if self._adapter is not None else "<none>")
+
+    def needed_capability(self) -> str:
+        return self.capability
+
+    def available(self) -> tuple[bool, str]:
+        from ..errors import WmbenchError
+
+        if self.model_name is None and self._adapter is None:
+            return False, (f"{self.name} needs the metric option 'model' "
+                           f"(metrics: [{{name: {self.name}, args: {{model: ...}}}}])")
+        try:
+            if self._adapter is not None:
+                capabilities = type(self._adapter).capabilities()
+            else:
+                from ..models import adapter_class
+
+                capabilities = adapter_class(self.model_card()).capabilities()
+        except WmbenchError as exc:
+            return False, str(exc)
+        if self.needed_capability() not in capabilities:
+            return False, f"{self.role} {self.model_id()!r} has no `{self.needed_capability()}` capability"
+        return True, ""
+
+    def weights_info(self) -> list[dict[str, Any]]:
+        if self.model_name is None and self._adapter is None:
+            return []
+        record: dict[str, Any] = {"id": f"{self.role}:{self.model_id()}", "sha256": None, "path": None}
+        if self.model_name:
+            record["card_fingerprint"] = self.model_card().fingerprint
+        if self._adapter is not None:
+            record["model_fingerprint"] = self._adapter.fingerprint()
+        return [record]
+
+    def adapter(self):
+        if self._adapter is None:
+            from ..models import instantiate
+
+            self._adapter = instantiate(self.model_card())
+        return self._adapter
+
+
 def stack(images: list[np.ndarray]) -> np.ndarray:
     return np.stack(images).astype(np.float32) / 255.0
 

@@ -18,8 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import WmbenchError
-from .base import Metric, MetricInput, with_targets
+from .base import MetricInput, ModelBackedMetric, with_targets
 from .embedders import ClipEmbedder, DinoEmbedder, LpipsNet, cosine_rows
 from .perceptual import WeightedMetric, lpips_distances
 
@@ -128,7 +127,7 @@ class DiscDINO(_DiscEmbedding):
     description = "1 if DINOv2 cosine distance(pred, target) < distance(source, target), else 0; copy 0"
 
 
-class IdpCycle(Metric):
+class IdpCycle(ModelBackedMetric):
     """IDP cycle consistency: an IDP model (any adapter) reads (source, prediction).
 
     Options: `model` (adapter name, card name or card path, as `--model`), `model_args`
@@ -147,43 +146,29 @@ class IdpCycle(Metric):
     description = "an IDP model scores the instructed action on (source, prediction) (logprob vs target, or caption cosine)"
     DEFAULT_PROMPT = "What action turns the first image into the second? Answer with a short instruction."
 
+    role = "idp-model"
+
     def __init__(self, model: str | None = None, model_args: dict[str, Any] | None = None, mode: str = "logprob",
                  prompt: str = DEFAULT_PROMPT, weights_dir: str | None = None, adapter: Any = None,
                  text_backbone: Any = None):
         if mode not in ("logprob", "caption"):
             raise TypeError(f"idp_cycle: mode must be 'logprob' or 'caption', got {mode!r}")
-        self.model_name, self.model_args, self.mode, self.prompt = model, dict(model_args or {}), mode, prompt
-        self.weights_dir = weights_dir
-        self._adapter = adapter  # tests inject an adapter instance; the runner passes `model`
+        self._init_model(model, model_args, adapter)
+        self.mode, self.prompt, self.weights_dir = mode, prompt, weights_dir
         self._text_backbone = text_backbone
         self._embedder = None
 
     def options(self) -> dict[str, Any]:
         return {"model": self.model_name, "model_args": self.model_args, "mode": self.mode, "prompt": self.prompt}
 
-    def _card(self):
-        from ..models import resolve_card
-
-        return resolve_card(self.model_name, self.model_args)
-
-    def _needed_capability(self) -> str:
+    def needed_capability(self) -> str:
         return "action_logprob" if self.mode == "logprob" else "infer_action"
 
     def available(self) -> tuple[bool, str]:
-        if self.model_name is None and self._adapter is None:
-            return False, f"{self.name} needs the metric option 'model' (metrics: [{{name: {self.name}, args: {{model: ...}}}}])"
-        try:
-            if self._adapter is not None:
-                capabilities = type(self._adapter).capabilities()
-            else:
-                from ..models import adapter_class
-
-                capabilities = adapter_class(self._card()).capabilities()
-        except WmbenchError as exc:
-            return False, str(exc)
-        if self._needed_capability() not in capabilities:
-            return False, f"IDP model {self.model_name!r} lacks {self._needed_capability()} (mode {self.mode})"
-        return self.text_embedder().available() if self.mode == "caption" else (True, "")
+        ok, reason = super().available()
+        if ok and self.mode == "caption":
+            return self.text_embedder().available()
+        return ok, reason
 
     def text_embedder(self):
         if self._embedder is None:
@@ -193,18 +178,8 @@ class IdpCycle(Metric):
         return self._embedder
 
     def weights_info(self) -> list[dict[str, Any]]:
-        if self.model_name is None and self._adapter is None:
-            return []
-        info = [{"id": f"idp-model:{self.model_name or type(self._adapter).__name__}", "sha256": None, "path": None,
-                 "card_fingerprint": self._card().fingerprint if self.model_name else None}]
-        return info + (self.text_embedder().weights_info() if self.mode == "caption" else [])
-
-    def adapter(self):
-        if self._adapter is None:
-            from ..models import instantiate
-
-            self._adapter = instantiate(self._card())
-        return self._adapter
+        caption = self.text_embedder().weights_info() if self.mode == "caption" and self.model_id() != "<none>" else []
+        return super().weights_info() + caption
 
     def _batch(self, batch: MetricInput, indices: list[int], seconds: list[np.ndarray]):
         from ..types import Batch

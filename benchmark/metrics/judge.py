@@ -22,8 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import WmbenchError
-from .base import Metric, MetricInput
+from .base import MetricInput, ModelBackedMetric
 
 PROMPT = (
     "You are evaluating an image edit that should show the result of an action.\n"
@@ -89,69 +88,32 @@ def parse_reply(text: str) -> tuple[float, float] | None:
     return (pair[0], pair[1]) if None not in pair else None
 
 
-class VLMJudge(Metric):
+class VLMJudge(ModelBackedMetric):
     name = "vlm_judge"
     kind = "fdp"
     higher_is_better = True
     needs = frozenset({"source", "action"})
     description = "VLM judge (paper protocol): min(editing success, minimal editing), 0-10, raw replies kept"
 
+    capability = "answer"
+    role = "judge"
+
     def __init__(self, model: str | None = None, model_args: dict[str, Any] | None = None, retries: int = 2,
                  prompt: str = PROMPT, adapter: Any = None):
         if "{instruction}" not in prompt:
             raise TypeError("vlm_judge: prompt must contain {instruction}")
-        self.model_name, self.model_args = model, dict(model_args or {})
+        self._init_model(model, model_args, adapter)
         self.retries, self.prompt = max(0, int(retries)), prompt
-        self._adapter = adapter  # tests inject an adapter instance; the runner passes `model`
-
-    def _card(self):
-        from ..models import resolve_card
-
-        return resolve_card(self.model_name, self.model_args)
-
-    def judge_id(self) -> str:
-        return self.model_name or (type(self._adapter).__name__ if self._adapter is not None else "<none>")
 
     def options(self) -> dict[str, Any]:
         return {"model": self.model_name, "model_args": self.model_args, "retries": self.retries,
                 "prompt": self.prompt}
 
-    def available(self) -> tuple[bool, str]:
-        if self.model_name is None and self._adapter is None:
-            return False, f"{self.name} needs the metric option 'model' (metrics: [{{name: {self.name}, args: {{model: ...}}}}])"
-        try:
-            if self._adapter is not None:
-                capabilities = type(self._adapter).capabilities()
-            else:
-                from ..models import adapter_class
-
-                capabilities = adapter_class(self._card()).capabilities()
-        except WmbenchError as exc:
-            return False, str(exc)
-        if "answer" not in capabilities:
-            return False, f"judge model {self.judge_id()!r} has no `answer` capability"
-        return True, ""
-
-    def weights_info(self) -> list[dict[str, Any]]:
-        record: dict[str, Any] = {"id": f"judge:{self.judge_id()}", "sha256": None, "path": None}
-        if self.model_name:
-            record["card_fingerprint"] = self._card().fingerprint
-        if self._adapter is not None:
-            record["model_fingerprint"] = self._adapter.fingerprint()
-        return [record]
-
-    def adapter(self):
-        if self._adapter is None:
-            from ..models import instantiate
-
-            self._adapter = instantiate(self._card())
-        return self._adapter
-
     def score(self, batch: MetricInput) -> np.ndarray:
         n = len(batch.predictions)
         actions = batch.actions or [""] * n
         judge = self.adapter()
-        details = [{"judge": self.judge_id(), "replies": []} for _ in range(n)]
+        details = [{"judge": self.model_id(), "replies": []} for _ in range(n)]
         parsed: list[tuple[float, float] | None] = [None] * n
         pending = list(range(n))
         for _attempt in range(1 + self.retries):

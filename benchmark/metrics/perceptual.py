@@ -83,21 +83,26 @@ class LPIPS(WeightedMetric):
         return out
 
 
-class ClipI(WeightedMetric):
-    name = "clip_i"
+class _EmbeddingSimilarity(WeightedMetric):
+    """Cosine of the prediction's and the target's image embeddings (`embedder_class`)."""
+
     higher_is_better = True
     needs = frozenset({"target", "weights"})
-    embedder_class = ClipEmbedder
-    description = "cosine of CLIP ViT-B-32 image embeddings of prediction and target; rewards copy (paper)"
 
     def score(self, batch: MetricInput) -> np.ndarray:
         out = np.full(len(batch.predictions), np.nan)
         have = with_targets(batch)
         if have:
-            clip = self.ready()
-            out[have] = cosine_rows(clip.images([batch.predictions[i] for i in have]),
-                                    clip.images([batch.targets[i] for i in have]))
+            embedder = self.ready()
+            out[have] = cosine_rows(embedder.images([batch.predictions[i] for i in have]),
+                                    embedder.images([batch.targets[i] for i in have]))
         return out
+
+
+class ClipI(_EmbeddingSimilarity):
+    name = "clip_i"
+    embedder_class = ClipEmbedder
+    description = "cosine of CLIP ViT-B-32 image embeddings of prediction and target; rewards copy (paper)"
 
 
 def caption_of(batch: MetricInput, i: int) -> str:
@@ -120,18 +125,7 @@ class ClipT(WeightedMetric):
         return cosine_rows(clip.images(list(batch.predictions)), clip.texts(texts))
 
 
-class Dino(WeightedMetric):
+class Dino(_EmbeddingSimilarity):
     name = "dino"
-    higher_is_better = True
-    needs = frozenset({"target", "weights"})
     embedder_class = DinoEmbedder
     description = "cosine of DINOv2-small CLS embeddings of prediction and target; rewards copy (paper)"
-
-    def score(self, batch: MetricInput) -> np.ndarray:
-        out = np.full(len(batch.predictions), np.nan)
-        have = with_targets(batch)
-        if have:
-            dino = self.ready()
-            out[have] = cosine_rows(dino.images([batch.predictions[i] for i in have]),
-                                    dino.images([batch.targets[i] for i in have]))
-        return out
