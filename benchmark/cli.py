@@ -33,7 +33,7 @@ def _options(flags: list[str] | None) -> dict:
 # run -----------------------------------------------------------------------------------------
 def cmd_run(args: argparse.Namespace) -> int:
     from .data import resolve_data_dir
-    from .models import discover_cards, parse_model_args, resolve_card
+    from .models import discover_cards, parse_model_args, rename, resolve_card
     from .runner import check_capabilities, supports
     from .selection import effective_task
     from .tasks import resolve_tasks
@@ -46,6 +46,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     model_args = parse_model_args(args.model_args)
     if args.model:
         cards = [resolve_card(m, model_args) for m in _csv(args.model)]
+        if args.model_name:
+            if len(cards) != 1:
+                raise WmbenchError("--model-name names one model; pass a single --model")
+            cards = [rename(cards[0], args.model_name)]
         plan = [(card, tasks) for card in cards]
         for card, card_tasks in plan:
             check_capabilities(card, card_tasks)
@@ -229,6 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--tasks", help="comma-separated task names, suite names or task YAML paths (default: default)")
     run.add_argument("--model", help="comma-separated model card names, card YAML paths or adapter names "
                                      "(default: every card in the 'default' suite, on the tasks it supports)")
+    run.add_argument("--model-name", help="name of the model in results and tables (default: the card's name, "
+                                          "or <adapter>@<checkpoint folder> for an adapter given a path)")
     run.add_argument("--model-args", help="k=v,k2=v2 passed to the adapter (values parsed as YAML scalars)")
     run.add_argument("--limit", type=int, help="evaluate at most N samples per task (a seeded, stable subset)")
     run.add_argument("--batch-size", type=int, default=8, help="samples per model call (default 8)")

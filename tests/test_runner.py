@@ -193,3 +193,11 @@ def test_dataset_option_overrides_the_task(workspace, capsys):
     assert run_cli("--tasks", "pairs_fdp", "--model", "copy", "--dataset-option", "file=mine.jsonl",
                    "--output", str(out)) == 0
     assert results_of(out)["tasks"]["pairs_fdp"]["spec"]["dataset"]["options"] == {"file": "mine.jsonl"}
+
+
+def test_model_name_names_the_row(workspace):
+    out = workspace / "run"
+    assert run_cli("--tasks", "pairs_fdp", "--model", "blur", "--model-name", "blur-r4", "--output", str(out)) == 0
+    assert results_of(out)["model"]["card"]["name"] == "blur-r4"
+    assert run_cli("--tasks", "pairs_fdp", "--model", "blur,copy", "--model-name", "x",
+                   "--output", str(workspace / "two")) == 2

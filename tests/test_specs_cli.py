@@ -112,3 +112,10 @@ def test_light_commands_do_not_import_heavy_libraries():
             "if m in sys.modules]; print('HEAVY', heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "HEAVY []" in out
+
+
+def test_checkpoint_runs_are_named_after_the_folder():
+    card = resolve_card("hf-vlm", {"path": "/ckpts/my-vlm-step1000"})
+    assert card.name == "hf-vlm@my-vlm-step1000"
+    assert resolve_card("blur", {"radius": 2}).name == "blur"
+    assert resolve_card("qwen2.5-vl-7b").name == "qwen2.5-vl-7b"  # a card keeps its own name

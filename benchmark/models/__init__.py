@@ -106,7 +106,16 @@ def resolve_card(selector: str, model_args: dict[str, Any] | None = None) -> Mod
                                f"known: {', '.join(names)} (or pass a card .yaml)")
     if model_args:
         card = ModelCard(**{**card.to_dict(), "args": {**card.args, **model_args}, "path": card.path})
+    if card.name == card.adapter.rpartition(":")[2] and "path" in card.args:
+        # a bare adapter on a checkpoint folder: name the model after the checkpoint, so that two
+        # checkpoints evaluated with the same adapter get their own rows and run directories
+        card = ModelCard(**{**card.to_dict(), "name": f"{card.name}@{Path(str(card.args['path'])).name}",
+                            "path": card.path})
     return card
+
+
+def rename(card: ModelCard, name: str) -> ModelCard:
+    return ModelCard(**{**card.to_dict(), "name": name, "path": card.path})
 
 
 def adapter_class(card: ModelCard) -> type[Model]:
