@@ -154,9 +154,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_data_make(args: argparse.Namespace) -> int:
     import shutil
 
-    from .data import GENERATORS, resolve_data_dir
+    from .data import resolve_data_dir
+    from .selection import run_generator
 
-    generate = GENERATORS.get(args.name)
     options = {k: v for k, v in {"episodes": args.episodes, "size": args.size, "seed": args.seed,
                                  "frame_skip": args.frame_skip, "max_frames": args.max_frames,
                                  "tasks": _csv(args.tasks) or None, "camera": args.camera,
@@ -166,7 +166,7 @@ def cmd_data_make(args: argparse.Namespace) -> int:
         if not args.force:
             raise WmbenchError(f"{root} exists; pass --force to generate it again")
         shutil.rmtree(root)
-    generate(root, options, progress=not args.no_progress)
+    run_generator(args.name, root, options, progress=not args.no_progress)
     print(f"wmbench: wrote {args.name} data to {root}")
     return EXIT_OK
 

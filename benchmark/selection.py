@@ -31,8 +31,24 @@ def dataset_root(task: TaskSpec, data_dir: Path, progress: bool = True) -> Path:
             raise WmbenchError(f"task '{task.name}': dataset folder {root} does not exist; place the "
                                f"{task.dataset.format} dataset there, or pass --data-dir / set WMBENCH_DATA_DIR")
         print(f"wmbench: generating the {task.dataset.generator} dataset under {root} (first use)", file=sys.stderr)
-        GENERATORS.get(task.dataset.generator)(root, dict(task.dataset.generator_options), progress=progress)
+        run_generator(task.dataset.generator, root, dict(task.dataset.generator_options), progress)
     return root
+
+
+def run_generator(name: str, root: Path, options: dict[str, Any], progress: bool = True) -> None:
+    """Run a dataset generator in a fresh process. A simulator's GL context (MuJoCo on EGL) left in
+    the evaluating process made a later `import torch` crash with a segfault here; a child process
+    keeps the two apart. The child's exception (e.g. a WmbenchError naming a bad option) is re-raised."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    GENERATORS.get(name)  # unknown names fail here, with the registry's message
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        pool.submit(_generate, name, str(root), options, progress).result()
+
+
+def _generate(name: str, root: str, options: dict[str, Any], progress: bool) -> None:
+    GENERATORS.get(name)(Path(root), options, progress=progress)
 
 
 def _rank(seed: int, sample_id: str) -> bytes:
