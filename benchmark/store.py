@@ -62,18 +62,41 @@ class SampleRecord:
 CLAIM_TTL_S = 6 * 3600  # a claim covers one batch; older ones are from a lost process on another host
 
 
+def _process_start(pid: int) -> str | None:
+    """Start time of a live process (Linux /proc, in clock ticks), None if it is gone or a zombie;
+    "" where /proc is not available."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except FileNotFoundError:
+        return None if Path("/proc/self/stat").exists() else ""
+    except OSError:
+        return ""
+    return None if fields[0] in ("Z", "X") else fields[19]
+
+
+def _owner_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{_process_start(os.getpid()) or ''}"
+
+
 def _owner_alive(owner: str) -> bool:
-    """Claims of a dead process on this host are void at once (kill -9, then the same command)."""
-    host, _, pid = owner.rpartition(":")
+    """Claims of a dead process on this host are void at once (kill -9, then the same command).
+    The owner id holds the process start time, so a reused pid does not keep a claim alive."""
+    host, pid, started = (owner.split(":") + ["", ""])[:3]
     if host != socket.gethostname():
         return True  # cannot tell from here: trust the claim until it expires
     try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, ValueError):
+        now = _process_start(int(pid))
+    except ValueError:
         return True
-    return True
+    if now == "":  # no /proc: ask the kernel whether the pid exists
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    return now is not None and (not started or now == started)
 
 
 class RunStore:
@@ -88,7 +111,7 @@ class RunStore:
         self._enable_wal()
         self.db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process kills
         self.db.executescript(SCHEMA)
-        self.owner = f"{socket.gethostname()}:{os.getpid()}"
+        self.owner = _owner_id()
 
     def _enable_wal(self, patience_s: float = 60.0) -> None:
         """Switching to WAL needs a moment alone with the file; processes that open a new run

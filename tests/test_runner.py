@@ -201,3 +201,20 @@ def test_model_name_names_the_row(workspace):
     assert results_of(out)["model"]["card"]["name"] == "blur-r4"
     assert run_cli("--tasks", "pairs_fdp", "--model", "blur,copy", "--model-name", "x",
                    "--output", str(workspace / "two")) == 2
+
+
+def test_claims_of_dead_or_zombie_processes_are_void():
+    from benchmark.store import _owner_alive, _owner_id
+
+    me = _owner_id()
+    host = me.split(":")[0]
+    assert _owner_alive(me)
+    zombie = subprocess.Popen(["true"])  # exits, and stays a zombie until waited for
+    time.sleep(0.3)
+    assert not _owner_alive(f"{host}:{zombie.pid}:")
+    zombie.wait()
+    assert not _owner_alive(f"{host}:{zombie.pid}:")  # gone
+    pid, started = me.split(":")[1:]
+    if started:
+        assert not _owner_alive(f"{host}:{pid}:{int(started) - 1}")  # same pid, another process
+    assert _owner_alive(f"another-host:{pid}:1")  # cannot tell: trusted until the claim expires
