@@ -185,8 +185,10 @@ def bar_figure(runs: list[Run], tasks: list[str]) -> str | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    # metrics with no value in any run (N/A: weights missing) get no empty panel; the tables say why
     metrics = list(dict.fromkeys(m for r in runs for t in tasks if t in r.results["tasks"]
-                                 for m in r.results["tasks"][t]["metrics"]))
+                                 for m, e in r.results["tasks"][t]["metrics"].items()
+                                 if e["available"] and e["mean"] is not None))
     if not metrics:
         return None
     cols = min(3, len(metrics))
@@ -213,7 +215,7 @@ def bar_figure(runs: list[Run], tasks: list[str]) -> str | None:
     for ax in list(axes.flat)[len(metrics):]:
         ax.axis("off")
     fig.suptitle("mean per task with 95% bootstrap CI", fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.96))  # leave the suptitle its own band
     _legend(fig, runs)
     return _figure_uri(fig)
 
@@ -251,7 +253,7 @@ def scatter_figure(runs: list[Run], tasks: list[str]) -> str | None:
         ax.set_ylabel(my)
         ax.set_title(task, fontsize=9)
     fig.suptitle("per-sample scores, metric against metric", fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.93))  # leave the suptitle its own band
     _legend(fig, runs)
     return _figure_uri(fig)
 
