@@ -38,6 +38,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .selection import effective_task
     from .tasks import resolve_tasks
 
+    if args.no_progress:  # also the bars of libraries that load weights (transformers, sentence-transformers)
+        os.environ["TQDM_DISABLE"] = "1"
     if args.weights_dir:  # metrics locate their weights through this variable (metrics/weights.py)
         os.environ["WMBENCH_WEIGHTS_DIR"] = str(Path(args.weights_dir).expanduser())
     dataset_options = _options(args.dataset_option)
@@ -62,7 +64,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not plan:
         raise WmbenchError("no (model, task) pair to run: no default model supports the selected tasks")
     output = Path(args.output or DEFAULT_OUTPUT)
-    single = args.model is not None and len(plan) == 1
+    single = args.output is not None and args.model is not None and len(plan) == 1
     data_dir = resolve_data_dir(args.data_dir)
 
     from .leaderboard import collect, markdown

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .stats import summarize
+from .scoring import availability
 from .store import RunStore
 from .tasks import metric_refs
 from .yamlspec import content_hash
@@ -56,7 +57,7 @@ def git_state() -> dict[str, Any]:
 def metric_entry(metric, values: list[float | None], total_done: int,
                  clusters: list[Any] | None = None) -> dict[str, Any]:
     """`clusters`: the episode of each value; samples of one episode are resampled together."""
-    available, reason = metric.available()
+    available, reason = availability(metric)
     entry: dict[str, Any] = {**metric.describe(), "available": available, "reason": reason or None}
     if not available:
         return {**entry, **summarize([]), "n_not_applicable": 0, "n_missing": total_done}
@@ -68,31 +69,40 @@ def metric_entry(metric, values: list[float | None], total_done: int,
 
 def set_metric_entry(metric, stored: tuple[str, float | None, Any] | None, total_done: int) -> dict[str, Any]:
     """A set-level metric (FID, KID): one value over the scored set, no per-sample interval."""
-    available, reason = metric.available()
+    available, reason = availability(metric)
     details = (stored[2] if stored else None) or {}
     if available and details.get("failed"):
         reason = details.get("error")
     n = details.get("n", 0) if stored else 0
     entry = {**metric.describe(), "available": available, "reason": reason or None, **summarize([]),
              "ci_method": "set", "n": n, "n_not_applicable": total_done - n if stored else 0,
-             "n_missing": 0 if stored else total_done, "set_details": details or None}
+             "n_missing": 0 if stored else total_done, "n_failed": 0, "set_details": details or None}
     if available and stored:
         entry["mean"] = stored[1]
     return entry
 
 
+def provenance() -> dict[str, Any]:
+    """What produced the numbers: recorded in the store whenever samples are evaluated or rescored."""
+    return {"git": git_state(), "python": sys.version.split()[0], "platform": platform.platform(),
+            "packages": package_versions()}
+
+
 def build_results(store: RunStore, metric_factory, config: dict[str, Any]) -> dict[str, Any]:
-    """The results document for every task in the store."""
+    """The results document for every task in the store, over the samples the last invocation
+    selected (a smaller --limit into the same directory reports the smaller set)."""
     tasks: dict[str, Any] = {}
     model: dict[str, Any] | None = None
     for name in store.stored_tasks():
         spec, model = store.task_binding(name)
-        records = store.samples(name)
-        scores = store.scores(name)
+        selected = store.selected(name)
+        records = store.samples(name, selected)
+        scores, details = store.scores(name), store.details(name)
         done = [r for r in records if r.status == "done"]
-        counts = {"total": len(records), "scored": len(done),
+        counts = {"total": len(selected), "scored": len(done),
                   "failed": sum(r.status == "failed" for r in records),
-                  "skipped": sum(r.status == "skipped" for r in records)}
+                  "skipped": sum(r.status == "skipped" for r in records),
+                  "pending": len(selected) - len(records)}
         failures: dict[str, int] = {}
         for r in records:
             if r.status == "failed":
@@ -105,19 +115,23 @@ def build_results(store: RunStore, metric_factory, config: dict[str, Any]) -> di
                 metrics[key] = set_metric_entry(metric, set_scores.get(key), len(done))
                 continue
             scored = [r for r in done if key in scores.get(r.sample_id, {})]
-            metrics[key] = metric_entry(metric, [scores[r.sample_id][key] for r in scored], len(done),
-                                        [r.info.get("episode_id") for r in scored])
+            failed = [r for r in scored if (details.get(r.sample_id, {}).get(key) or {}).get("failed")]
+            ok = [r for r in scored if r not in failed]
+            metrics[key] = {**metric_entry(metric, [scores[r.sample_id][key] for r in ok], len(done) - len(failed),
+                                           [r.info.get("episode_id") for r in ok]),
+                            "n_failed": len(failed)}
         tasks[name] = {"kind": spec["kind"], "version": spec["version"], "spec": spec,
                        "spec_hash": content_hash(spec), "counts": counts, "failures_by_stage": failures,
                        "metrics": metrics}
+    if model is not None:
+        model = {**model, "adapter_fingerprint": store.meta("model_fingerprint")}
     return {
         "schema_version": SCHEMA_VERSION,
         "created_at": store.meta("created_at"),
         "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "model": model,
         "config": config,
-        "provenance": {"git": git_state(), "python": sys.version.split()[0], "platform": platform.platform(),
-                       "packages": package_versions()},
+        "provenance": store.meta("provenance") or provenance(),
         "tasks": tasks,
     }
 
@@ -207,14 +221,14 @@ RESULTS_SCHEMA: dict[str, Any] = {
                 "version": {"type": ["integer", "string"]},
                 "spec": {"type": "object"},
                 "spec_hash": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
-                "counts": {"type": "object", "required": ["total", "scored", "failed", "skipped"],
+                "counts": {"type": "object", "required": ["total", "scored", "failed", "skipped", "pending"],
                            "additionalProperties": {"type": "integer", "minimum": 0}},
                 "failures_by_stage": {"type": "object", "additionalProperties": {"type": "integer"}},
                 "metrics": {"type": "object", "additionalProperties": {
                     "type": "object",
                     "required": ["name", "version", "kind", "higher_is_better", "needs", "edit_aware",
                                  "available", "reason", "weights", "options", "set_level", "mean", "std", "stderr", "ci95", "n",
-                                 "ci_method", "n_not_applicable", "n_missing"],
+                                 "ci_method", "n_not_applicable", "n_missing", "n_failed"],
                     "properties": {
                         "mean": {"type": ["number", "null"]},
                         "ci95": {"type": ["array", "null"], "items": {"type": "number"}, "minItems": 2, "maxItems": 2},

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import json
 import math
 import random
 import sys
@@ -25,6 +26,7 @@ from .models import ModelCard, adapter_class, instantiate
 from .models.base import TASK_CAPABILITY, Model
 from .scoring import COUNTERFACTUAL, TaskMetrics, describe_error
 from .selection import select
+from .results import provenance
 from .store import RunStore, SampleRecord
 from .tasks import MetricRef, TaskSpec
 from .types import Batch, Transition, check_image
@@ -39,7 +41,8 @@ class TaskOutcome:
     selected: int
     new: int  # samples evaluated by this invocation
     rescored: int
-    failed: int
+    failed: int  # samples that failed (data, model, output)
+    failed_scores: int = 0  # samples with at least one failed metric score
 
 
 @dataclass
@@ -50,7 +53,8 @@ class RunSummary:
 
     @property
     def failed(self) -> int:
-        return sum(o.failed for o in self.outcomes)
+        """Samples that failed or have a failed score: the run exits 1 when this is not 0."""
+        return sum(o.failed + o.failed_scores for o in self.outcomes)
 
 
 @dataclass
@@ -159,6 +163,7 @@ class Evaluation:
                 # the device is not part of the card, so it does not change the run's fingerprint
                 card = ModelCard(**{**card.to_dict(), "args": {**card.args, "device": self.device}})
             self._model = instantiate(card)
+            self.store.bind_model_fingerprint(self._model.fingerprint())
             self.summary.timings["model"] += time.perf_counter() - started
         return self._model
 
@@ -186,7 +191,8 @@ class Evaluation:
         transitions = select(task, self.data_dir, self.progress)
         self.summary.timings["data"] += time.perf_counter() - started
         model_info = {"card": self.card.to_dict(), "fingerprint": self.card.fingerprint}
-        self.store.bind_task(task.name, task.sample_fingerprint, task.to_dict(), model_info)
+        self.store.bind_task(task.name, task.sample_fingerprint, task.to_dict(), model_info,
+                             [t.sample_id for t in transitions])
         metrics = TaskMetrics(task, self.metric)
         metrics.prepare(transitions)
         self._vocabulary = sorted({t.action_text for t in transitions})
@@ -220,19 +226,24 @@ class Evaluation:
             self._score_sets(task, metrics, transitions, force=rescore)
         finally:
             bar.close()
-        failed = sum(1 for s in self.store.statuses(task.name).values() if s == "failed")
-        return TaskOutcome(task.name, len(transitions), evaluated, len(stale_items), failed)
+        selected = {t.sample_id for t in transitions}
+        failed = sum(1 for sid, s in self.store.statuses(task.name).items() if s == "failed" and sid in selected)
+        failed_scores = len(self.store.failed_scores(task.name) & selected)
+        if evaluated or stale_items:
+            self.store.set_meta("provenance", provenance())  # the code that produced these scores
+        return TaskOutcome(task.name, len(transitions), evaluated, len(stale_items), failed, failed_scores)
 
     def _stale(self, task: TaskSpec, metrics: TaskMetrics, rescore: bool, selected: set[str]) -> set[str]:
         """Done samples whose scores must be (re)computed: all with --rescore, else those missing
-        a score of a current metric version (metrics added to the task since they were scored)."""
-        done = {s.sample_id for s in self.store.samples(task.name) if s.sample_id in selected
-                and (s.status == "done" or (self.retry_failed and s.stage == "metrics"))}
+        a score of a current metric version (metrics added to the task since they were scored)
+        and, with --retry-failed, those with a failed score."""
+        done = {sid for sid, status in self.store.statuses(task.name).items() if sid in selected and status == "done"}
         if rescore:
             return done
         versions = self.store.score_versions(task.name)
-        return {sid for sid in done
-                if any(versions.get((sid, key)) != m.version for key, m in metrics.per_sample.items())}
+        failed_scores = self.store.failed_scores(task.name) if self.retry_failed else set()
+        return {sid for sid in done if sid in failed_scores
+                or any(versions.get((sid, key)) != m.version for key, m in metrics.per_sample.items())}
 
     # loading -----------------------------------------------------------------------------
     def _load(self, task: TaskSpec, chunk: list[tuple[int, Transition]], metrics: TaskMetrics,
@@ -275,7 +286,7 @@ class Evaluation:
             record.prediction, predictions[item.sample_id] = self._store_prediction(
                 task, item, predictions[item.sample_id], record.info)
         self.summary.timings["harness"] += time.perf_counter() - clock
-        scores = self._score(metrics, ok, predictions, records)
+        scores = self._score(metrics, ok, predictions)
         clock = time.perf_counter()
         self.store.commit(list(records.values()), scores)
         self.summary.timings["harness"] += time.perf_counter() - clock
@@ -315,6 +326,7 @@ class Evaluation:
             action_vectors=[i.transition.action_vector for i in items] if (fdp or reference) else None,
             meta=[i.transition.meta for i in items],
             task=task.name,
+            seed=task.seed,
         )
 
     def _call_model(self, task: TaskSpec, items: list[Loaded]) -> list[Any]:
@@ -342,11 +354,15 @@ class Evaluation:
         clock = time.perf_counter()
         try:
             outputs = [(items, self._call_model(task, items))]
+        except WmbenchError:
+            raise  # the model cannot load or is misconfigured: exit 2, every finished batch is kept
         except Exception:  # isolate the failing sample(s)
             outputs = []
             for item in items:
                 try:
                     outputs.append(([item], self._call_model(task, [item])))
+                except WmbenchError:
+                    raise
                 except Exception as exc:
                     _fail(records[item.sample_id], "model", _reason(exc))
         self.summary.timings["model"] += time.perf_counter() - clock
@@ -381,10 +397,9 @@ class Evaluation:
                     item.transition.meta.setdefault("counterfactual_error", _reason(exc))
         self.summary.timings["model"] += time.perf_counter() - clock
 
-    def _score(self, metrics: TaskMetrics, items: list[Loaded], predictions: dict[str, Any],
-               records: dict[str, SampleRecord]) -> list[tuple]:
+    def _score(self, metrics: TaskMetrics, items: list[Loaded], predictions: dict[str, Any]) -> list[tuple]:
         clock = time.perf_counter()
-        rows, failed = metrics.score(
+        rows = metrics.score(
             sample_ids=[i.sample_id for i in items],
             predictions=[predictions[i.sample_id] for i in items],
             sources=[i.source for i in items],
@@ -392,8 +407,6 @@ class Evaluation:
             actions=[i.transition.action_text for i in items],
             meta=[i.transition.meta for i in items],
             aux=[i.aux for i in items])
-        for sid, reason in failed.items():
-            _fail(records[sid], "metrics", reason)
         self.summary.timings["metrics"] += time.perf_counter() - clock
         return rows
 
@@ -414,7 +427,10 @@ class Evaluation:
                     item.aux[COUNTERFACTUAL] = self.store.get_image(old.prediction["counterfactual"]["image"])
             else:
                 predictions[item.sample_id] = old.prediction["text"]
-        scores = self._score(metrics, loaded, predictions, records)
+        scores = self._score(metrics, loaded, predictions)
+        missing = {i.sample_id for i in loaded if COUNTERFACTUAL not in i.aux}
+        scores = [_no_counterfactual(row) if row[1] in missing and row[2] in metrics.counterfactual_keys else row
+                  for row in scores]
         with self.store.transaction() as db:
             db.execute(f"DELETE FROM scores WHERE task = ? AND sample_id IN ({','.join('?' * len(records))})",
                        (task.name, *records))
@@ -448,6 +464,14 @@ class Evaluation:
                                      None if value is None or math.isnan(value) else value,
                                      {"n": len(pairs), **(details or {})})
             self.summary.timings["metrics"] += time.perf_counter() - clock
+
+
+def _no_counterfactual(row: tuple) -> tuple:
+    """A counterfactual metric added after the predictions were made has nothing to score: a
+    failed score saying so, not a silent "not applicable"."""
+    error = ("no counterfactual prediction is stored for this sample (the metric was added after the "
+             "predictions were made); evaluate into a new --output to generate it")
+    return (*row[:4], None, json.dumps({"failed": True, "error": error}))
 
 
 def _fail(record: SampleRecord, stage: str, reason: str) -> None:

@@ -26,7 +26,8 @@ from .errors import WmbenchError
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS run_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS tasks (
-    task TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, spec TEXT NOT NULL, model TEXT NOT NULL);
+    task TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, spec TEXT NOT NULL, model TEXT NOT NULL,
+    selected TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS samples (
     task TEXT NOT NULL, sample_id TEXT NOT NULL, position INTEGER NOT NULL,
     status TEXT NOT NULL CHECK (status IN ('done', 'failed', 'skipped')),
@@ -136,17 +137,22 @@ class RunStore:
 
     def set_meta_once(self, key: str, value: Any) -> Any:
         """Store `value` unless the key exists; return the stored value (e.g. the creation time)."""
-        self.db.execute("INSERT OR IGNORE INTO run_meta VALUES (?, ?)", (key, json.dumps(value)))
+        self.db.execute("INSERT OR IGNORE INTO run_meta VALUES (?, ?)", (key, json.dumps(value, default=str)))
         return self.meta(key)
 
+    def set_meta(self, key: str, value: Any) -> None:
+        self.db.execute("INSERT OR REPLACE INTO run_meta VALUES (?, ?)", (key, json.dumps(value, default=str)))
+
     # tasks ---------------------------------------------------------------------------------
-    def bind_task(self, task: str, fingerprint: str, spec: dict, model: dict) -> None:
-        """Record what this run directory evaluates for `task`; refuse a different configuration.
-        A spec with the same fingerprint replaces the stored one (e.g. metrics were added)."""
+    def bind_task(self, task: str, fingerprint: str, spec: dict, model: dict, selected: list[str]) -> None:
+        """Record what this run directory evaluates for `task` and which samples the current
+        invocation selected (results.json reports those); refuse a different configuration. A spec
+        with the same fingerprint replaces the stored one (e.g. metrics were added, another limit)."""
         row = self.db.execute("SELECT fingerprint, model FROM tasks WHERE task = ?", (task,)).fetchone()
         if row is None or (row[0] == fingerprint and json.loads(row[1]) == model):
-            self.db.execute("INSERT OR REPLACE INTO tasks VALUES (?, ?, ?, ?)",
-                            (task, fingerprint, json.dumps(spec, sort_keys=True), json.dumps(model, sort_keys=True)))
+            self.db.execute("INSERT OR REPLACE INTO tasks VALUES (?, ?, ?, ?, ?)",
+                            (task, fingerprint, json.dumps(spec, sort_keys=True), json.dumps(model, sort_keys=True),
+                             json.dumps(selected)))
             return
         stored_model = json.loads(row[1])
         if row[0] != fingerprint or stored_model != model:
@@ -162,18 +168,39 @@ class RunStore:
         row = self.db.execute("SELECT spec, model FROM tasks WHERE task = ?", (task,)).fetchone()
         return json.loads(row[0]), json.loads(row[1])
 
+    def selected(self, task: str) -> list[str]:
+        """The sample ids the last invocation selected for `task`, in the reader's order."""
+        row = self.db.execute("SELECT selected FROM tasks WHERE task = ?", (task,)).fetchone()
+        return json.loads(row[0]) if row else []
+
+    def bind_model_fingerprint(self, fingerprint: dict) -> None:
+        """What the adapter reports about its weights (e.g. a checkpoint hash); a run directory
+        refuses to mix predictions of a checkpoint that changed under the same card."""
+        stored = self.set_meta_once("model_fingerprint", fingerprint)
+        if stored != json.loads(json.dumps(fingerprint, default=str)):
+            raise WmbenchError(f"{self.run_dir} holds predictions of this model with fingerprint {stored}, "
+                               f"but the model now reports {fingerprint} (its weights changed?); "
+                               "use another --output directory")
+
     # samples -------------------------------------------------------------------------------
     def statuses(self, task: str) -> dict[str, str]:
         return dict(self.db.execute("SELECT sample_id, status FROM samples WHERE task = ?", (task,)))
 
     def samples(self, task: str, ids: Iterable[str] | None = None) -> list[SampleRecord]:
-        rows = self.db.execute(
-            "SELECT sample_id, position, status, stage, error, prediction, info FROM samples "
-            "WHERE task = ? ORDER BY position, sample_id", (task,)).fetchall()
-        wanted = None if ids is None else set(ids)
+        query = "SELECT sample_id, position, status, stage, error, prediction, info FROM samples WHERE task = ?"
+        if ids is None:
+            rows = self.db.execute(query + " ORDER BY position, sample_id", (task,)).fetchall()
+        else:  # only the rows asked for: callers page through big runs batch by batch
+            ids = list(ids)
+            rows = []
+            for start in range(0, len(ids), 500):
+                part = ids[start:start + 500]
+                rows += self.db.execute(query + f" AND sample_id IN ({','.join('?' * len(part))})",
+                                        (task, *part)).fetchall()
+            rows.sort(key=lambda r: (r[1], r[0]))
         return [SampleRecord(task, sid, pos, status, json.loads(info),
                              None if pred is None else json.loads(pred), stage, error)
-                for sid, pos, status, stage, error, pred, info in rows if wanted is None or sid in wanted]
+                for sid, pos, status, stage, error, pred, info in rows]
 
     def scores(self, task: str) -> dict[str, dict[str, float | None]]:
         """sample_id -> {metric: value}; None where the metric did not apply (NaN)."""
@@ -200,6 +227,12 @@ class RunStore:
         self.db.execute("INSERT OR REPLACE INTO set_scores VALUES (?, ?, ?, ?, ?)",
                         (task, metric, fingerprint, value,
                          None if details is None else json.dumps(details, sort_keys=True, default=str)))
+
+    def failed_scores(self, task: str) -> set[str]:
+        """Samples with at least one failed metric score (see scoring.py)."""
+        return {sid for sid, details in self.db.execute(
+            "SELECT sample_id, details FROM scores WHERE task = ? AND value IS NULL AND details IS NOT NULL", (task,))
+            if json.loads(details).get("failed")}
 
     def score_versions(self, task: str) -> dict[tuple[str, str], str]:
         return {(sid, m): v for sid, m, v in self.db.execute(

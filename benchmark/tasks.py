@@ -20,6 +20,9 @@ from .yamlspec import build, content_hash, read_yaml, to_dict
 
 TASKS_DIR = Path(__file__).resolve().parent.parent / "tasks"
 PROMPT_FIELDS = {"fdp": {"action"}, "idp": set()}
+DEFAULT_PROMPTS = {"fdp": "{action}",
+                   "idp": "The first image shows a scene before an action, the second image the same scene after it. "
+                          "What action was performed? Answer with a short instruction."}
 
 
 @dataclass(frozen=True)
@@ -76,10 +79,10 @@ class TaskSpec:
     description: str = ""
     suites: list[str] = field(default_factory=list)
     frames: FrameSelection = field(default_factory=FrameSelection)
-    prompt: str = "{action}"
+    prompt: str | None = None  # default: DEFAULT_PROMPTS[kind]
     limit: int | None = None
     seed: int = 0
-    path: str = field(default="", compare=False)  # where the spec was read from (not a YAML field)
+    path: str = field(default="", compare=False, metadata={"yaml": False})  # where the spec was read from
 
     def __post_init__(self) -> None:
         if not self.metrics:
@@ -91,7 +94,7 @@ class TaskSpec:
         if self.limit is not None and self.limit < 1:
             raise ValueError("limit: must be >= 1")
         try:
-            names = {f for _, f, _, _ in string.Formatter().parse(self.prompt) if f is not None}
+            names = {f for _, f, _, _ in string.Formatter().parse(self.prompt_template) if f is not None}
         except ValueError as exc:
             raise ValueError(f"prompt: not a valid template: {exc}") from None
         extra = names - PROMPT_FIELDS[self.kind]
@@ -120,11 +123,15 @@ class TaskSpec:
         return content_hash(data)
 
     @property
+    def prompt_template(self) -> str:
+        return DEFAULT_PROMPTS[self.kind] if self.prompt is None else self.prompt
+
+    @property
     def metric_refs(self) -> list[MetricRef]:
         return metric_refs(self.metrics)
 
     def render_prompt(self, action: str) -> str:
-        return self.prompt.format(action=action) if self.kind == "fdp" else self.prompt
+        return self.prompt_template.format(action=action) if self.kind == "fdp" else self.prompt_template
 
 
 def load_task(path: str | os.PathLike) -> TaskSpec:

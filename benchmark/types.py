@@ -105,7 +105,8 @@ class Batch:
     `sources` and `targets` (the observed next frame). The answer of the task (FDP `targets`,
     IDP `actions`) is filled in only for models that declare `sees_reference = True` (the
     `oracle` anchor); it is None for every other model, so a model under test can never peek.
-    `prompts` is the task's prompt template rendered for each sample; `task` names the task.
+    `prompts` is the task's prompt template rendered for each sample; `task` names the task and
+    `seed` is its seed.
     """
 
     sample_ids: list[str]
@@ -116,6 +117,8 @@ class Batch:
     action_vectors: list[np.ndarray | None] | None = None
     meta: list[dict[str, Any]] = field(default_factory=list)
     task: str = ""
+    #: The task's seed (`--seed`): adapters that sample mix it into their generators.
+    seed: int = 0
 
     def __len__(self) -> int:
         return len(self.sample_ids)

@@ -97,7 +97,8 @@ def build(cls: type[T], data: Any, path: Path | str, prefix: str = "") -> T:
     if not isinstance(data, dict):
         raise SpecError(path, where, f"expected a mapping, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    # fields marked metadata={"yaml": False} (e.g. where a spec was read from) are not YAML keys
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init and f.metadata.get("yaml", True)}
     for key in data:
         if key not in fields:
             full = f"{prefix}.{key}" if prefix else str(key)

@@ -75,3 +75,14 @@ class JudgeModel(Model):
 
     def answer(self, images, prompts):
         return ["I cannot tell." if "left" in p else '{"editing_success": 8, "minimal_editing": 6}' for p in prompts]
+
+
+class UnloadableModel(Model):
+    """Copies the source until the sample pair006: then its 'checkpoint' cannot be read."""
+
+    def predict_next(self, batch, n=1):
+        from benchmark.errors import WmbenchError
+
+        if "pair006" in batch.sample_ids:
+            raise WmbenchError("cannot load checkpoint /nonexistent/ckpt: no such folder")
+        return [[s] for s in batch.sources]

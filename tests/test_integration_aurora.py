@@ -24,7 +24,7 @@ def test_copy_and_oracle_on_real_aurora_images(tmp_path):
         assert main(["run", "--no-progress", "--tasks", "aurora_fdp", "--model", model, "--limit", "40",
                      "--data-dir", str(data), "--output", str(out)]) == 0
         results[model] = json.loads((out / "results.json").read_text())["tasks"]["aurora_fdp"]
-    assert results["copy"]["counts"] == {"total": 40, "scored": 40, "failed": 0, "skipped": 0}
+    assert results["copy"]["counts"] == {"total": 40, "scored": 40, "failed": 0, "skipped": 0, "pending": 0}
     edit_aware = {k: m for k, m in results["oracle"]["metrics"].items() if m["edit_aware"] and m["available"]}
     assert {"change_iou", "change_iou_weighted"} <= set(edit_aware)
     for key, oracle in edit_aware.items():

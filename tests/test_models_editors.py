@@ -53,7 +53,7 @@ def test_matches_the_pipeline_called_directly(folder):
     for j in range(2):
         image = Image.fromarray(batch.sources[1]).resize((32, 32), Image.BICUBIC)
         out = pipe(prompt=batch.actions[1], image=image, num_inference_steps=3, guidance_scale=5.0,
-                   image_guidance_scale=1.3, generator=torch_generator(7, ["s1", str(j)], "cpu"),
+                   image_guidance_scale=1.3, generator=torch_generator(7, ["0", "s1", str(j)], "cpu"),
                    output_type="np").images[0]
         expected = np.asarray(Image.fromarray((np.clip(out, 0, 1) * 255).round().astype(np.uint8))
                               .resize((50, 40), Image.BICUBIC))

@@ -66,7 +66,7 @@ def test_second_run_computes_nothing_and_results_are_identical(workspace, monkey
     first.pop("written_at"), second.pop("written_at")
     assert first == second
     assert (out / "samples.jsonl").read_text() == first_samples
-    assert first["tasks"]["pairs_fdp"]["counts"] == {"total": 8, "scored": 8, "failed": 0, "skipped": 0}
+    assert first["tasks"]["pairs_fdp"]["counts"] == {"total": 8, "scored": 8, "failed": 0, "skipped": 0, "pending": 0}
 
 
 def test_limit_is_a_stable_seeded_subset(workspace):
@@ -84,7 +84,7 @@ def test_model_failures_are_counted_not_scored(workspace, capsys):
     assert code == 1
     results = results_of(out)
     task = results["tasks"]["pairs_fdp"]
-    assert task["counts"] == {"total": 12, "scored": 9, "failed": 3, "skipped": 0}
+    assert task["counts"] == {"total": 12, "scored": 9, "failed": 3, "skipped": 0, "pending": 0}
     assert task["failures_by_stage"] == {"model": 1, "output": 2}
     assert task["metrics"]["l1"]["n"] == 9  # failed samples are not scored as zero
     errors = {s["sample_id"]: s["error"] for s in samples_of(out) if s["status"] == "failed"}
@@ -218,3 +218,31 @@ def test_claims_of_dead_or_zombie_processes_are_void():
     if started:
         assert not _owner_alive(f"{host}:{pid}:{int(started) - 1}")  # same pid, another process
     assert _owner_alive(f"another-host:{pid}:1")  # cannot tell: trusted until the claim expires
+
+
+def test_default_output_is_one_directory_per_model(workspace, monkeypatch):
+    monkeypatch.chdir(workspace)
+    assert run_cli("--tasks", "pairs_fdp", "--model", "copy", "--limit", "2") == 0
+    assert run_cli("--tasks", "pairs_fdp", "--model", "oracle", "--limit", "2") == 0
+    assert results_of(workspace / "runs" / "copy")["model"]["card"]["name"] == "copy"
+    assert results_of(workspace / "runs" / "oracle")["model"]["card"]["name"] == "oracle"
+
+
+def test_a_smaller_limit_reports_the_smaller_selection(workspace):
+    out = workspace / "run"
+    assert run_cli("--tasks", "pairs_fdp", "--model", "copy", "--limit", "8", "--output", str(out)) == 0
+    assert run_cli("--tasks", "pairs_fdp", "--model", "copy", "--limit", "4", "--output", str(out)) == 0
+    task = results_of(out)["tasks"]["pairs_fdp"]
+    assert task["counts"]["total"] == 4 and task["metrics"]["l1"]["n"] == 4 and task["spec"]["limit"] == 4
+    assert len(samples_of(out)) == 8  # the store keeps every evaluated sample
+
+
+def test_a_model_that_cannot_load_exits_2_and_keeps_finished_batches(workspace, capsys):
+    out = workspace / "run"
+    code = run_cli("--tasks", "pairs_fdp", "--model", "helper_models:UnloadableModel", "--batch-size", "2",
+                   "--output", str(out))
+    assert code == 2 and "cannot load checkpoint" in capsys.readouterr().err
+    import sqlite3
+
+    stored = sqlite3.connect(out / "store.sqlite").execute("SELECT status, COUNT(*) FROM samples GROUP BY status")
+    assert dict(stored.fetchall()) == {"done": 6}  # pair000-005 kept, none recorded as failed

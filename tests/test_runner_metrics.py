@@ -45,17 +45,33 @@ def test_counterfactual_sensitivity_separates_a_world_model_from_anchors(workspa
     assert stored["action"] != samples[0]["sample"]["action_text"] and len(stored["image"]) == 64
 
 
-def test_judge_details_are_kept_and_unparseable_replies_fail_the_sample(workspace):
+def test_judge_details_are_kept_and_unparseable_replies_are_failed_scores(workspace, monkeypatch):
+    calls = workspace / "calls.txt"
+    monkeypatch.setenv("WMBENCH_TEST_CALLS", str(calls))
     code, results, samples = run(workspace, "helper_models:ShiftModel")
-    assert code == 1
+    assert code == 1  # a failed score makes the run exit 1, as a failed sample does
     judge = results["metrics"]["judge"]
-    assert judge["mean"] == 6.0 and judge["n"] == 9  # min(8, 6) on the 9 samples that parsed
+    assert judge["mean"] == 6.0 and judge["n"] == 9 and judge["n_failed"] == 3  # min(8, 6) where parsed
     assert judge["options"]["model"] == "helper_models:JudgeModel"
+    assert results["counts"]["failed"] == 0 and results["metrics"]["change_iou"]["n"] == 12  # other scores stand
     left = [s for s in samples if "left" in s["sample"]["action_text"]]
-    assert len(left) == 3 and all(s["status"] == "failed" and s["stage"] == "metrics" for s in left)
-    assert all(s["prediction"]["images"] for s in left), "the prediction is kept for rescoring"
-    ok = next(s for s in samples if s["status"] == "done")
+    assert len(left) == 3 and all(s["scores"]["judge"] is None and s["details"]["judge"]["failed"] for s in left)
+    ok = next(s for s in samples if "left" not in s["sample"]["action_text"])
     assert ok["details"]["judge"]["replies"] and ok["scores"]["judge"] == 6.0
+
+
+def test_retry_failed_rescores_failed_scores_without_the_model(workspace, monkeypatch, capsys):
+    calls = workspace / "calls.txt"
+    monkeypatch.setenv("WMBENCH_TEST_CALLS", str(calls))
+    run(workspace, "helper_models:SlowCopyModel")
+    n_calls = len(calls.read_text().splitlines())
+    (workspace / "tasks" / "pairs_plus.yaml").write_text(TASK)
+    out = workspace / "run"
+    code = main(["run", "--no-progress", "--tasks", "pairs_plus", "--model", "helper_models:SlowCopyModel",
+                 "--output", str(out), "--retry-failed"])
+    assert code == 1  # the judge still cannot parse 'left' replies
+    assert len(calls.read_text().splitlines()) == n_calls  # rescored from stored predictions only
+    assert "0 evaluated now, 3 rescored" in capsys.readouterr().err
 
 
 def test_unknown_metric_option_is_a_spec_error(workspace, capsys):

@@ -327,12 +327,13 @@ class ClassAccuracy(Metric):
         self.key, self.name_key, self.match = key, name_key or default_name, match or default_match
         if self.match not in ("template", "word", "embedding"):
             raise TypeError(f"class_accuracy: match must be template, word or embedding, got {self.match!r}")
-        self.classes = {str(k): str(v) for k, v in (classes or {}).items()} or None
+        self.explicit = {str(k): str(v) for k, v in (classes or {}).items()} or None
+        self.classes = self.explicit
         self.embedder = MiniLMEmbedder(weights_dir=weights_dir, backbone=backbone) if self.match == "embedding" else None
 
     def options(self) -> dict[str, Any]:
         return {"key": self.key, "name_key": self.name_key, "match": self.match,
-                "classes": "explicit" if self.classes else "from selected samples"}
+                "classes": "explicit" if self.explicit else "from selected samples"}
 
     def available(self) -> tuple[bool, str]:
         return self.embedder.available() if self.embedder else (True, "")
@@ -341,7 +342,8 @@ class ClassAccuracy(Metric):
         return self.embedder.weights_info() if self.embedder else []
 
     def prepare(self, kind: str, transitions: list[Any]) -> None:
-        if self.classes is None:
+        """The vocabulary of this task (rebuilt per task: one instance may serve several)."""
+        if self.explicit is None:
             vocab = {str(t.meta[self.key]): str(t.meta[self.name_key]) for t in transitions
                      if t.meta.get(self.key) is not None and t.meta.get(self.name_key)}
             self.classes = dict(sorted(vocab.items()))

@@ -46,7 +46,7 @@ class ModelCard:
     citation: str = ""
     url: str = ""
     suites: list[str] = field(default_factory=list)
-    path: str = field(default="", compare=False)
+    path: str = field(default="", compare=False, metadata={"yaml": False})  # where the card was read from
 
     def to_dict(self) -> dict[str, Any]:
         data = to_dict(self)

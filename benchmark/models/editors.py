@@ -7,7 +7,7 @@ model_index.json, or `pipeline=<ClassName>`), and passes only the call arguments
 
 Inputs are resized to `resolution` x `resolution` (a batch needs one size) and each edit is resized
 back to its source's size. One pipeline call per batch produces all B*n images; each image has its
-own generator seeded from (seed, sample id, draw index), so a sample's edits do not depend on
+own generator seeded from (seed, the task's seed, sample id, draw index), so a sample's edits do not depend on
 which other samples share its batch.
 """
 
@@ -84,15 +84,16 @@ class DiffusersEditor(Model):
         prompts = self._instructions(batch)
         out: list[list[np.ndarray]] = []
         for part in _hf.chunks(len(batch), max(1, self.max_batch // max(1, n))):
-            out.extend(self._edit(batch.sources[part], prompts[part], batch.sample_ids[part], n))
+            out.extend(self._edit(batch.sources[part], prompts[part], batch.sample_ids[part], n, batch.seed))
         return out
 
-    def _edit(self, sources: list[np.ndarray], prompts: list[str], ids: list[str], n: int) -> list[list[np.ndarray]]:
+    def _edit(self, sources: list[np.ndarray], prompts: list[str], ids: list[str], n: int,
+              task_seed: int) -> list[list[np.ndarray]]:
         from PIL import Image
 
         size = (self.resolution, self.resolution)
         images = [_hf.to_pil(s).convert("RGB").resize(size, Image.BICUBIC) for s in sources]
-        generators = [_hf.torch_generator(self.seed, [sid, str(j)], self.device) for sid in ids for j in range(n)]
+        generators = [_hf.torch_generator(self.seed, [str(task_seed), sid, str(j)], self.device) for sid in ids for j in range(n)]
         # Expand to B*n (prompt, image) pairs ourselves, sample-major: with num_images_per_prompt=n,
         # diffusers 0.42's InstructPix2Pix repeats prompt embeddings per sample but tiles the image
         # latents batch-wise, pairing prompt i with image (i % B) - wrong whenever B > 1 and n > 1.

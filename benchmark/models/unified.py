@@ -112,7 +112,7 @@ class UnifiedImageGenerator(Model):
             sources = list(batch.sources[part])
             if self.resolution:
                 sources = [np.asarray(_hf.to_pil(s).resize((self.resolution,) * 2, Image.BICUBIC)) for s in sources]
-            generator = _hf.torch_generator(self.seed, batch.sample_ids[part], self.device)
+            generator = _hf.torch_generator(self.seed, [str(batch.seed), *batch.sample_ids[part]], self.device)
             images = self._decode(self._sample(*self._encode(sources, texts[part]), n=n, generator=generator))
             for i, source in enumerate(batch.sources[part]):
                 h, w = source.shape[:2]
