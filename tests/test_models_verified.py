@@ -104,6 +104,8 @@ def test_wmbench_run_stores_candidates_and_reverifies_without_generating(folders
     def samples(run):
         return {s["sample_id"]: s for s in map(json.loads, (run / "samples.jsonl").read_text().splitlines())}
 
+    task = workspace / "tasks" / "pairs_fdp.yaml"
+    task.write_text(task.read_text().replace("change_iou]", "change_iou, counterfactual_sensitivity]"))
     first = workspace / "bon3"
     args = f"sampler=janus,verifier=hf-vlm,n=3,sampler.path={folders['janus']},sampler.seed=5," \
            f"verifier.path={folders['qwen']}"
@@ -128,6 +130,8 @@ def test_wmbench_run_stores_candidates_and_reverifies_without_generating(folders
         assert new["candidates"] == old["candidates"][:2]
         np.testing.assert_allclose(new["verifier_scores"], old["verifier_scores"][:2], atol=1e-3)
         assert new["selected"] == int(np.argmax(old["verifier_scores"][:2]))
+    metrics = json.loads((second / "results.json").read_text())["tasks"]["pairs_fdp"]["metrics"]
+    assert metrics["counterfactual_sensitivity"]["n"] == 4  # the stored counterfactuals serve, nothing generated
     card = json.loads((second / "results.json").read_text())["model"]["card"]
     assert card["args"]["candidates_from"] == str(first)
 

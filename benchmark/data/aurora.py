@@ -28,7 +28,7 @@ from typing import Any, Iterator
 
 from ..errors import SampleError, WmbenchError
 from ..types import LazyImage, Transition
-from .common import FormatError, check_options, decode_image, describe_folder, safe_join
+from .common import FormatError, check_options, decode_image, option_file, safe_join
 from .frames import FrameSelection
 
 FORMAT = "aurora"
@@ -137,16 +137,7 @@ def _raiser(exc: Exception):
 
 
 def _file(root: Path, name: str) -> Path:
-    if not root.is_dir():
-        raise FormatError(FORMAT, root, "a folder with test.json (or the file named by option 'file')",
-                          describe_folder(root))
-    try:
-        path = safe_join(root, name, what="option 'file'")
-    except SampleError as exc:
-        raise WmbenchError(str(exc)) from None
-    if not path.is_file():
-        raise FormatError(FORMAT, root, f"the annotation file {name}", describe_folder(root))
-    return path
+    return option_file(FORMAT, root, name, "the annotation file")
 
 
 def _subsets(value: Any) -> set[str] | None:

@@ -37,6 +37,20 @@ def safe_join(root: Path, relative: str, what: str = "path") -> Path:
     return resolved
 
 
+def option_file(fmt: str, root: Path, name: str, what: str) -> Path:
+    """The file an option names inside a dataset root (e.g. `file: test.json`): it must exist and
+    stay inside the root; otherwise exit 2 saying what was expected and what was found."""
+    if not root.is_dir():
+        raise FormatError(fmt, root, f"a folder with {name}", describe_folder(root))
+    try:
+        path = safe_join(root, name, what="option 'file'")
+    except SampleError as exc:
+        raise WmbenchError(str(exc)) from None
+    if not path.is_file():
+        raise FormatError(fmt, root, f"{what} {name}", describe_folder(root))
+    return path
+
+
 def decode_image(data: bytes | Path, origin: str) -> np.ndarray:
     """PNG/JPEG/WebP bytes or file -> (H, W, 3) uint8 RGB; errors name `origin`."""
     from PIL import Image, UnidentifiedImageError

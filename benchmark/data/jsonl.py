@@ -18,10 +18,10 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from ..errors import SampleError, WmbenchError
+from ..errors import WmbenchError
 from ..types import Transition
 from .aurora import image
-from .common import FormatError, check_options, describe_folder, safe_join
+from .common import check_options, option_file
 from .frames import FrameSelection
 
 FORMAT = "jsonl"
@@ -56,15 +56,7 @@ def read(root: Path, spec: Any, frames: FrameSelection) -> Iterator[Transition]:
 
 
 def _file(root: Path, name: str) -> Path:
-    if not root.is_dir():
-        raise FormatError(FORMAT, root, f"a folder with {name}", describe_folder(root))
-    try:
-        path = safe_join(root, name, what="option 'file'")
-    except SampleError as exc:
-        raise WmbenchError(str(exc)) from None
-    if not path.is_file():
-        raise FormatError(FORMAT, root, f"the pairs file {name} (one JSON object per line)", describe_folder(root))
-    return path
+    return option_file(FORMAT, root, name, "the pairs file (one JSON object per line)")
 
 
 def _records(path: Path) -> Iterator[tuple[int, dict]]:

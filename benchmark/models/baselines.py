@@ -64,12 +64,12 @@ class MajorityModel(Model):
 
     def __init__(self) -> None:
         super().__init__()
-        self.answer = ""
+        self.reply = ""
 
     def prepare(self, kind: str, transitions: Sequence[Transition]) -> None:
         counts = Counter(t.action_text for t in transitions)
         # ties broken alphabetically so the answer does not depend on sample order
-        self.answer = min(counts.items(), key=lambda kv: (-kv[1], kv[0]))[0] if counts else ""
+        self.reply = min(counts.items(), key=lambda kv: (-kv[1], kv[0]))[0] if counts else ""
 
     def infer_action(self, batch: Batch) -> list[str]:
-        return [self.answer] * len(batch)
+        return [self.reply] * len(batch)

@@ -151,11 +151,23 @@ class StoredCandidates(Model):
                               args={"candidates_from_card": card})
 
     def predict_next(self, batch: Batch, n: int = 1) -> list[list[np.ndarray]]:
+        """The stored candidates of each sample. For another action than the stored run's (the
+        runner's counterfactual call) only that run's stored counterfactual prediction can serve;
+        nothing is generated."""
         records = {r.sample_id: r for r in self.store.samples(batch.task, batch.sample_ids)}
+        actions = batch.actions or [None] * len(batch)
         out = []
-        for sid in batch.sample_ids:
+        for sid, action in zip(batch.sample_ids, actions):
             record = records.get(sid)
-            digests = (record.prediction or {}).get("candidates", []) if record and record.status == "done" else []
+            prediction = (record.prediction or {}) if record and record.status == "done" else {}
+            if action is not None and record and action != record.info.get("action_text"):
+                stored = prediction.get("counterfactual") or {}
+                if stored.get("action") != action:
+                    raise SampleError(f"verified: {self.store.run_dir} stored no prediction of {batch.task}:{sid} "
+                                      f"under the action {action!r}, and re-verification generates nothing")
+                out.append([self.store.get_image(stored["image"])] * n)
+                continue
+            digests = prediction.get("candidates", [])
             if len(digests) < n:
                 raise SampleError(f"verified: {self.store.run_dir} stored {len(digests)} candidate(s) for "
                                   f"{batch.task}:{sid}, {n} needed")
