@@ -177,6 +177,16 @@ def cmd_data_inspect(args: argparse.Namespace) -> int:
     from .data.frames import FrameSelection
     from .data.inspect import main as inspect_main
 
+    if args.task:  # the task's format, folder, split, options and frame selection
+        from .data import resolve_data_dir
+        from .tasks import resolve_tasks
+
+        task = resolve_tasks([args.task])[0]
+        root = Path(args.root) if args.root else resolve_data_dir(args.data_dir) / task.dataset.subfolder
+        options = {**task.dataset.options, "split": task.dataset.split, **_options(args.option)}
+        return inspect_main(task.dataset.format, root, options, task.frames, args.limit, args.sheet)
+    if not args.format or not args.root:
+        raise WmbenchError("data inspect needs FORMAT and --root, or --task NAME")
     frames = FrameSelection(mode=args.frames, gap=args.gap, seconds=args.seconds)
     return inspect_main(args.format, Path(args.root), _options(args.option), frames, args.limit, args.sheet)
 
@@ -283,13 +293,17 @@ def build_parser() -> argparse.ArgumentParser:
     make.add_argument("--no-progress", action="store_true", help="no progress bar")
     make.set_defaults(func=cmd_data_make)
     insp = data_sub.add_parser("inspect", help="print a dataset's transitions as JSON lines")
-    insp.add_argument("format", help="dataset format, e.g. aurora, lerobot, ssv2")
-    insp.add_argument("--root", required=True, help="the dataset folder")
+    insp.add_argument("format", nargs="?", help="dataset format, e.g. aurora, lerobot, ssv2")
+    insp.add_argument("--root", help="the dataset folder (with --task: default <data dir>/<task subfolder>)")
+    insp.add_argument("--task", help="inspect what a task reads: its format, folder, split, options and frames")
+    insp.add_argument("--data-dir", help="datasets folder, with --task (default: $WMBENCH_DATA_DIR or "
+                                         "~/.cache/wmbench/data)")
     insp.add_argument("--limit", type=int, default=10, help="transitions to print (default 10)")
     insp.add_argument("--option", action="append", help="format option k=v (repeatable)")
-    insp.add_argument("--frames", default="gap", choices=["first_last", "gap", "seconds", "keyframes"])
-    insp.add_argument("--gap", type=int, default=1)
-    insp.add_argument("--seconds", type=float)
+    insp.add_argument("--frames", default="gap", choices=["first_last", "gap", "seconds", "keyframes"],
+                      help="frame selection without --task (default gap)")
+    insp.add_argument("--gap", type=int, default=1, help="frames between source and target (default 1)")
+    insp.add_argument("--seconds", type=float, help="gap in seconds, with --frames seconds")
     insp.add_argument("--sheet", help="write a contact-sheet PNG of the printed transitions here")
     insp.set_defaults(func=cmd_data_inspect)
 

@@ -71,6 +71,10 @@ def compare_task(task: str, a: dict, b: dict, samples_a: dict, samples_b: dict,
             reason = (ma if missing[0] == "A" else mb)[metric]["reason"]
             rows.append({**row, "n": 0, "note": f"unavailable in run {' and '.join(missing)}: {reason}"})
             continue
+        differ = [k for k in ("version", "options") if ma[metric].get(k) != mb[metric].get(k)]
+        if differ:  # scores of two metric versions or option sets are not paired measurements
+            rows.append({**row, "n": 0, "note": f"not comparable: the runs scored it with different {' and '.join(differ)}"})
+            continue
         x, y, episodes = [], [], []
         for sid, s in samples_a.items():  # run A's order: the reader's order
             if sid in done_b and s["status"] == "done":

@@ -119,3 +119,13 @@ def test_checkpoint_runs_are_named_after_the_folder():
     assert card.name == "hf-vlm@my-vlm-step1000"
     assert resolve_card("blur", {"radius": 2}).name == "blur"
     assert resolve_card("qwen2.5-vl-7b").name == "qwen2.5-vl-7b"  # a card keeps its own name
+
+
+def test_data_inspect_reads_what_a_task_reads(workspace, capsys):
+    import json
+
+    assert main(["data", "inspect", "--task", "pairs_fdp", "--limit", "2"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [t["sample_id"] for t in lines] == ["pair000", "pair001"]
+    assert lines[0]["target"] == "images/0_b.png"
+    assert main(["data", "inspect"]) == 2
