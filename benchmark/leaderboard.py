@@ -323,7 +323,7 @@ def build(rows: list[dict], tasks: list[str] | None = None, metrics: list[str] |
         per_task = coverage.setdefault(labels[r["run"]], {}).setdefault(r["task"], {})
         if r["run"] not in per_task.setdefault("_runs", set()):  # once per run, not per metric
             per_task["_runs"].add(r["run"])
-            for k in ("scored", "failed", "skipped"):
+            for k in ("total", "scored", "failed", "skipped"):
                 per_task[k] = per_task.get(k, 0) + r["counts"][k]
     for per_model in coverage.values():
         for counts in per_model.values():

@@ -49,6 +49,14 @@ def general_notes(board: Board, ci: bool) -> list[str]:
         notes.append("–: not evaluated")
     notes.append("scored / failed / skipped (s / f / k): samples over the shown tasks; failed samples are never "
                  "scored as zero")
+    totals: dict[str, set[int]] = {}
+    for per_task in board.coverage.values():
+        for task, counts in per_task.items():
+            totals.setdefault(task, set()).add(counts.get("total", 0))
+    uneven = sorted(t for t, sizes in totals.items() if len(sizes) > 1)
+    if uneven:  # means over different sample sets are not comparable row to row
+        notes.append(f"warning: the models were evaluated on sample sets of different sizes in {', '.join(uneven)} "
+                     "(e.g. another --limit): compare rows with care, or pair samples with `wmbench compare`")
     return notes
 
 

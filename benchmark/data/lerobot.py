@@ -383,7 +383,7 @@ def _loader(ds: Dataset, ep: Episode, key: str, table, order: np.ndarray, rows: 
         cells = table[key].combine_chunks().take(order).to_pylist() if key in table.column_names else None
 
         def image(pos: int) -> LazyImage:
-            origin = f"{ep.data_path}#episode={ep.index}&frame={int(rows['frame_index'][pos])}&key={key}"
+            origin = f"{_rel(ds, ep.data_path)}#episode={ep.index}&frame={int(rows['frame_index'][pos])}&key={key}"
             if cells is None:
                 missing = SampleError(f"data file {ep.data_path} has no column {key} ({where})")
                 return LazyImage(_raiser(missing), origin)
@@ -400,9 +400,17 @@ def _loader(ds: Dataset, ep: Episode, key: str, table, order: np.ndarray, rows: 
 
     def frame(pos: int) -> LazyImage:
         index = int(positions[pos])
-        return LazyImage(group.handle(index, where), f"{path}#frame={index}&episode={ep.index}")
+        return LazyImage(group.handle(index, where), f"{_rel(ds, path)}#frame={index}&episode={ep.index}")
     frame.group = group  # type: ignore[attr-defined]  # tests count decodes per group
     return frame
+
+
+def _rel(ds: Dataset, path: Path) -> str:
+    """A file named relative to the dataset root, so sample logs carry no machine paths (as Aurora's)."""
+    try:
+        return str(Path(path).relative_to(ds.root))
+    except ValueError:
+        return str(path)
 
 
 def _motion(loader, n: int) -> np.ndarray:
