@@ -99,7 +99,9 @@ def supports(card: ModelCard, task: TaskSpec) -> bool:
 
 
 def _seed_everything(seed: int, sample_ids: Sequence[str]) -> None:
-    """Seed per batch from its sample ids, so a resumed run draws what an uninterrupted one would."""
+    """Seed the global RNGs per batch from its sample ids. Adapters that draw from them (rather than
+    per-sample generators, as the built-in editors and unified VLMs do) reproduce a run only with
+    the same batch boundaries."""
     value = int.from_bytes(hashlib.sha256(f"{seed}:{','.join(sample_ids)}".encode()).digest()[:4], "little")
     random.seed(value)
     np.random.seed(value)

@@ -60,7 +60,7 @@ def test_janus_sampler_matches_transformers_generate(folders):
     inputs = proc(text=["move the cup", "open the door now"], generation_mode="image", padding=True,
                   return_tensors="pt")
     ids, mask = inputs["input_ids"], inputs["attention_mask"]
-    ours = model._sample(ids, mask, model._embed(ids), tail=1, n=1, generator=None)
+    ours = model._sample(ids, mask, model._embed(ids), tail=1, n=1, generators=[None, None])
     with torch.no_grad():
         config = model.model.generation_config
         config.generation_kwargs = {"boi_token_id": proc.tokenizer.convert_tokens_to_ids(proc.image_start_token)}
@@ -79,7 +79,7 @@ def test_emu3_structure_and_decoder_match_transformers(folders):
     sources = [np.asarray(tiny_models_pil(s).resize((32, 32))) for s in batch.sources]
     ids, mask, embeds, tail = model._encode(sources, list(batch.actions))
     h, w = model.grid
-    tokens = model._sample(ids, mask, embeds, tail, n=1, generator=torch.Generator().manual_seed(0))
+    tokens = model._sample(ids, mask, embeds, tail, n=1, generators=[torch.Generator().manual_seed(j) for j in range(2)])
     assert tokens.shape == (2, h * (w + 1))
     rows = tokens.view(2, h, w + 1)
     assert bool((rows[:, :, -1] == model.eol_id).all())  # end-of-line after every row
@@ -98,7 +98,7 @@ def test_chameleon_samples_only_image_tokens_and_needs_decoder(folders, tmp_path
     model = ChameleonWorldModel(path=str(folders["chameleon"]))
     model._load()
     ids, mask, embeds, tail = model._encode(make_batch(2).sources, ["open", "close"])
-    tokens = model._sample(ids, mask, embeds, tail, n=2, generator=torch.Generator().manual_seed(0))
+    tokens = model._sample(ids, mask, embeds, tail, n=2, generators=[torch.Generator().manual_seed(j) for j in range(4)])
     assert tokens.shape == (4, model._num_steps())
     assert set(tokens.flatten().tolist()) <= set(model.image_ids.tolist())
     bare = tiny_models.build_chameleon(tmp_path / "no-decoder", with_decoder=False)
@@ -117,3 +117,14 @@ def tiny_models_pil(array):
     from PIL import Image
 
     return Image.fromarray(array)
+
+
+@pytest.mark.parametrize("name", ["janus", "chameleon"])
+def test_a_samples_draws_do_not_depend_on_its_batch(folders, name):
+    cls, kwargs = CASES[name]
+    model = cls(path=str(folders[name]), seed=3, **kwargs)
+    batch = make_batch()
+    together = model.predict_next(batch, n=2)
+    alone = model.predict_next(Batch(sample_ids=batch.sample_ids[1:2], sources=batch.sources[1:2],
+                                     prompts=batch.prompts[1:2], actions=batch.actions[1:2]), n=2)
+    assert all(np.array_equal(a, b) for a, b in zip(together[1], alone[0]))

@@ -112,19 +112,24 @@ class UnifiedImageGenerator(Model):
             sources = list(batch.sources[part])
             if self.resolution:
                 sources = [np.asarray(_hf.to_pil(s).resize((self.resolution,) * 2, Image.BICUBIC)) for s in sources]
-            generator = _hf.torch_generator(self.seed, [str(batch.seed), *batch.sample_ids[part]], self.device)
-            images = self._decode(self._sample(*self._encode(sources, texts[part]), n=n, generator=generator))
+            # one generator per (sample, draw), as the editors: a sample's draws do not depend on
+            # which other samples share its batch, nor on --batch-size or --limit
+            generators = [_hf.torch_generator(self.seed, [str(batch.seed), sid, str(j)], self.device)
+                          for sid in batch.sample_ids[part] for j in range(n)]
+            images = self._decode(self._sample(*self._encode(sources, texts[part]), n=n, generators=generators))
             for i, source in enumerate(batch.sources[part]):
                 h, w = source.shape[:2]
                 out.append([np.asarray(_hf.to_pil(im).resize((w, h), Image.BICUBIC)) if im.shape[:2] != (h, w) else im
                             for im in images[i * n:(i + 1) * n]])
         return out
 
-    def _sample(self, ids: Any, mask: Any, embeds: Any, tail: int, n: int, generator: Any) -> Any:
+    def _sample(self, ids: Any, mask: Any, embeds: Any, tail: int, n: int, generators: list[Any]) -> Any:
         import torch
 
         ids, mask, embeds = (t.repeat_interleave(n, dim=0) for t in (ids, mask, embeds))
         rows = ids.shape[0]
+        if len(generators) != rows:
+            raise ValueError(f"_sample needs one generator per row (sample x draw): {rows}, got {len(generators)}")
         cfg = self.guidance > 1.0
         if cfg:
             keep = torch.zeros_like(ids, dtype=torch.bool)
@@ -153,7 +158,8 @@ class UnifiedImageGenerator(Model):
                         index = logits.argmax(-1)
                     else:
                         probs = _hf.filter_logits(logits, self.temperature, self.top_k, self.top_p).softmax(-1)
-                        index = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+                        index = torch.cat([torch.multinomial(probs[r:r + 1], 1, generator=g)[0]
+                                           for r, g in enumerate(generators)])
                     token = self._token(index)
                 tokens.append(token)
                 if step == steps - 1:
