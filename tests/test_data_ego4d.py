@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 from PIL import Image
@@ -17,6 +16,7 @@ from benchmark.data.ego4d import clean_narration, read
 from benchmark.data.frames import FrameSelection
 from benchmark.errors import SampleError, WmbenchError
 from benchmark.tasks import DatasetSpec, load_task
+from video_fixtures import decode_all, encode_video
 
 VIDEO = "0a02a1ed-a327-4753-b270-e95298984b96"
 CLIP = "c1f1b9d4-1111-2222-3333-444455556666"
@@ -24,23 +24,12 @@ CLIP = "c1f1b9d4-1111-2222-3333-444455556666"
 
 def write_mp4(path: Path, n: int, seed: int, fps: int = 30, gop: int = 10) -> None:
     rng = np.random.default_rng(seed)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), "w", format="mp4") as container:
-        stream = container.add_stream("libx264", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = 32, 24, "yuv420p"
-        stream.codec_context.gop_size = gop
-        for i in range(n):
-            frame = np.full((24, 32, 3), (i * 5) % 256, np.uint8)
-            frame[:, i % 32] = rng.integers(0, 256, size=3)
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-
-
-def decode_reference(path: Path) -> list[np.ndarray]:
-    with av.open(str(path)) as container:
-        return [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    frames = []
+    for i in range(n):
+        frame = np.full((24, 32, 3), (i * 5) % 256, np.uint8)
+        frame[:, i % 32] = rng.integers(0, 256, size=3)
+        frames.append(frame)
+    encode_video(path, frames, "libx264", fps, "mp4", gop=gop)
 
 
 def action(uid: str, text: str, pre, pnr, post, clip_offset: int = 30, **extra) -> dict:
@@ -103,7 +92,7 @@ def test_clean_narration(text, clean):
 def test_pre_post_pairs_from_the_full_video(ego4d):
     ts = _read(ego4d)
     assert [t.sample_id for t in ts] == ["a1:pre-post", "a2:pre-post", "a6:pre-post", "b1:pre-post"]
-    reference = decode_reference(ego4d / "v2/full_scale" / f"{VIDEO}.mp4")
+    reference = decode_all(ego4d / "v2/full_scale" / f"{VIDEO}.mp4")
     for t in ts[:3]:
         np.testing.assert_array_equal(t.source.load(), reference[t.source_index])
         np.testing.assert_array_equal(t.target.load(), reference[t.target_index])
@@ -138,7 +127,7 @@ def test_pair_option_and_clip_media(ego4d):
     assert [t.sample_id for t in ts] == ["a1:pnr-post", "a2:pnr-post", "a6:pnr-post", "b1:pnr-post"]
     with pytest.raises(SampleError, match="no clip_uid"):  # counted as failed, not dropped
         ts[-1].source.load()
-    reference = decode_reference(ego4d / "v2/clips" / f"{CLIP}.mp4")
+    reference = decode_all(ego4d / "v2/clips" / f"{CLIP}.mp4")
     t = ts[0]
     assert (t.source_index, t.target_index) == (20, 30)  # clip_critical_frames
     np.testing.assert_array_equal(t.source.load(), reference[20])

@@ -16,6 +16,7 @@ from benchmark.data.frames import FrameSelection
 from benchmark.data.ssv2 import read
 from benchmark.errors import SampleError, WmbenchError
 from benchmark.tasks import DatasetSpec, load_task
+from video_fixtures import decode_all, encode_video
 
 LABELS = {"Putting something on a surface": "0", "Holding something next to something": "1",
           "Pushing something from left to right": "2"}
@@ -34,25 +35,14 @@ def write_webm(path: Path, n: int, seed: int, size: int = 32, fps: int = 12) -> 
     """A VP9 WebM whose frames differ by a moving bar and a burst of motion in the middle."""
     rng = np.random.default_rng(seed)
     base = rng.integers(0, 200, size=(size, size, 3), dtype=np.uint8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), "w", format="webm") as container:
-        stream = container.add_stream("libvpx-vp9", rate=fps)
-        stream.width = stream.height = size
-        stream.pix_fmt = "yuv420p"
-        for i in range(n):
-            frame = base.copy()
-            frame[:, (i * 3) % size: (i * 3) % size + 4] = 255
-            if i in (n // 3, 2 * n // 3):
-                frame = 255 - frame
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-
-
-def decode_reference(path: Path) -> list[np.ndarray]:
-    with av.open(str(path)) as container:
-        return [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    frames = []
+    for i in range(n):
+        frame = base.copy()
+        frame[:, (i * 3) % size: (i * 3) % size + 4] = 255
+        if i in (n // 3, 2 * n // 3):
+            frame = 255 - frame
+        frames.append(frame)
+    encode_video(path, frames, "libvpx-vp9", fps, "webm")
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +71,7 @@ def test_webm_header_has_no_frame_count(ssv2):
     with av.open(str(path)) as container:
         assert container.streams.video[0].frames == 0
         assert container.streams.video[0].codec_context.name == "vp9"
-    assert video.count_frames(path)[0] == LENGTHS["74225"] == len(decode_reference(path))
+    assert video.count_frames(path)[0] == LENGTHS["74225"] == len(decode_all(path))
 
 
 def test_first_last_pairs_labels_and_pixels(ssv2):
@@ -93,7 +83,7 @@ def test_first_last_pairs_labels_and_pixels(ssv2):
     assert t.meta["placeholders"] == ["potato", "vicks vaporub bottle"]
     assert t.meta["frames"] == {"mode": "first_last"} and t.meta["n_frames"] == 9
     assert t.fps == 12 and t.target_time_s == pytest.approx(8 / 12)
-    reference = decode_reference(ssv2 / "20bn-something-something-v2/116154.webm")
+    reference = decode_all(ssv2 / "20bn-something-something-v2/116154.webm")
     np.testing.assert_array_equal(t.source.load(), reference[0])
     np.testing.assert_array_equal(t.target.load(), reference[-1])
 
@@ -112,7 +102,7 @@ def test_gap_pairs_decode_each_video_once(ssv2, monkeypatch):
     ts = _read(ssv2, frames=FrameSelection(mode="gap", gap=4, stride=2))
     ids = [t.sample_id for t in ts if t.episode_id == "198186"]
     assert ids == [f"198186:{s}-{s + 4}" for s in range(0, 16, 2)]
-    reference = decode_reference(ssv2 / "20bn-something-something-v2/198186.webm")
+    reference = decode_all(ssv2 / "20bn-something-something-v2/198186.webm")
     for t in ts:
         if t.episode_id == "198186":
             np.testing.assert_array_equal(t.source.load(), reference[t.source_index])
@@ -137,7 +127,7 @@ def test_only_selected_samples_are_decoded(ssv2, monkeypatch):
 def test_keyframes_follow_motion_of_decoded_frames(ssv2):
     frames = FrameSelection(mode="keyframes", top_k=3, min_interval=2)
     ts = [t for t in _read(ssv2, frames=frames) if t.episode_id == "198186"]
-    reference = np.stack(decode_reference(ssv2 / "20bn-something-something-v2/198186.webm"))
+    reference = np.stack(decode_all(ssv2 / "20bn-something-something-v2/198186.webm"))
     expected = frames.pairs(len(reference), 12.0, motion=lambda: video.motion_magnitudes(reference))
     assert [(t.source_index, t.target_index) for t in ts] == expected
     assert ts[0].meta["frames"] == {"mode": "keyframes", "top_k": 3, "min_interval": 2}

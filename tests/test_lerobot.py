@@ -5,7 +5,6 @@ per mp4), read back and compared with the frames that were written."""
 from __future__ import annotations
 
 import json
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +15,7 @@ from benchmark.data.common import FormatError
 from benchmark.data.frames import FrameSelection
 from benchmark.errors import SampleError, WmbenchError
 from benchmark.tasks import DatasetSpec
+from video_fixtures import encode_video
 
 FPS = 10
 SIZE = 64
@@ -46,21 +46,8 @@ def actions(ep: int) -> np.ndarray:
 
 
 def encode(path: Path, frames: np.ndarray, codec: str) -> None:
-    import av
-
-    path.parent.mkdir(parents=True, exist_ok=True)
     options = {"g": "2", "crf": "30", "preset": "12"} if codec == "libsvtav1" else {"g": "2", "crf": "18"}
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream(codec, rate=FPS, options=options)
-        stream.width, stream.height, stream.pix_fmt = SIZE, SIZE, "yuv420p"
-        stream.codec_context.time_base = Fraction(1, FPS)
-        for i, rgb in enumerate(frames):
-            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-            frame.pts = i
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+    encode_video(path, frames, codec, FPS, options=options)
 
 
 def png(array: np.ndarray) -> bytes:

@@ -145,12 +145,17 @@ def test_missing_image_fails_one_sample(workspace):
     assert "5_b.png" in failed["pair005"]["error"] and "6_a.png" in failed["pair006"]["error"]
 
 
+def slow_copy_command(out: Path) -> list[str]:
+    """`wmbench run` in a subprocess with the slow test adapter, two samples per batch."""
+    return [sys.executable, "-m", "benchmark.cli", "run", "--no-progress", "--tasks", "pairs_fdp",
+            "--model", "helper_models:SlowCopyModel", "--batch-size", "2", "--output", str(out)]
+
+
 def test_kill_9_then_resume_loses_and_duplicates_nothing(workspace):
     calls = workspace / "calls.txt"
     out = workspace / "run"
     env = {**os.environ, "WMBENCH_TEST_CALLS": str(calls), "WMBENCH_TEST_SLEEP": "0.4"}
-    cmd = [sys.executable, "-m", "benchmark.cli", "run", "--no-progress", "--tasks", "pairs_fdp",
-           "--model", "helper_models:SlowCopyModel", "--batch-size", "2", "--output", str(out)]
+    cmd = slow_copy_command(out)
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 60
     while time.time() < deadline and (not calls.exists() or len(calls.read_text().splitlines()) < 3):
@@ -174,8 +179,7 @@ def test_two_processes_share_one_run_directory(workspace):
     calls = workspace / "calls.txt"
     out = workspace / "run"
     env = {**os.environ, "WMBENCH_TEST_CALLS": str(calls), "WMBENCH_TEST_SLEEP": "0.2"}
-    cmd = [sys.executable, "-m", "benchmark.cli", "run", "--no-progress", "--tasks", "pairs_fdp",
-           "--model", "helper_models:SlowCopyModel", "--batch-size", "2", "--output", str(out)]
+    cmd = slow_copy_command(out)
     procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for _ in range(2)]
     for proc in procs:
         assert proc.wait(timeout=120) == 0, proc.stderr.read().decode()

@@ -108,7 +108,8 @@ def test_frame_selection_modes():
 def test_light_commands_do_not_import_heavy_libraries():
     code = ("import sys; from benchmark.cli import main; "
             "[main(a) for a in (['list', 'tasks'], ['list', 'models'], ['list', 'metrics'])]; "
-            "heavy = [m for m in ('torch', 'transformers', 'open_clip', 'diffusers', 'mujoco', 'av', 'pyarrow') "
+            "heavy = [m for m in ('torch', 'transformers', 'open_clip', 'diffusers', 'mujoco', 'av', 'pyarrow', "
+            "'lpips', 'sentence_transformers') "
             "if m in sys.modules]; print('HEAVY', heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "HEAVY []" in out

@@ -185,6 +185,20 @@ def stack(images: list[np.ndarray]) -> np.ndarray:
     return np.stack(images).astype(np.float32) / 255.0
 
 
+def pick(items: list[Any], indices: list[int]) -> list[Any]:
+    return [items[i] for i in indices]
+
+
+def score_with_targets(batch: MetricInput, compute: Any) -> np.ndarray:
+    """NaN ("not applicable") for samples without a target; `compute(indices)` -> scores for the
+    samples that have one (not called when none has)."""
+    out = np.full(len(batch.predictions), np.nan)
+    have = with_targets(batch)
+    if have:
+        out[have] = compute(have)
+    return out
+
+
 def with_targets(batch: MetricInput) -> list[int]:
     """Indices of the samples that have a target."""
     targets = batch.targets or [None] * len(batch.predictions)

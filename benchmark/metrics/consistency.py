@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import MetricInput, ModelBackedMetric, with_targets
+from .base import MetricInput, ModelBackedMetric, pick, score_with_targets, with_targets
 from .embedders import ClipEmbedder, DinoEmbedder, LpipsNet, cosine_rows
 from .perceptual import WeightedMetric, lpips_distances
 
@@ -65,15 +65,11 @@ class ClipDirectionImage(WeightedMetric):
     description = "cos of CLIP image-space changes: (pred - source) vs (target - source); copy 0, oracle 1"
 
     def score(self, batch: MetricInput) -> np.ndarray:
-        out = np.full(len(batch.predictions), np.nan)
-        have = with_targets(batch)
-        if have:
-            clip = self.ready()
-            src = clip.images([batch.sources[i] for i in have])
-            pred = clip.images([batch.predictions[i] for i in have])
-            tgt = clip.images([batch.targets[i] for i in have])
-            out[have] = direction_similarity(pred, src, tgt - src)
-        return out
+        def compute(have: list[int]) -> np.ndarray:
+            src, pred, tgt = (self.ready().images(pick(images, have))
+                              for images in (batch.sources, batch.predictions, batch.targets))
+            return direction_similarity(pred, src, tgt - src)
+        return score_with_targets(batch, compute)
 
 
 class _Disc(WeightedMetric):
@@ -86,13 +82,8 @@ class _Disc(WeightedMetric):
         raise NotImplementedError
 
     def score(self, batch: MetricInput) -> np.ndarray:
-        out = np.full(len(batch.predictions), np.nan)
-        have = with_targets(batch)
-        if have:
-            pick = lambda xs: [xs[i] for i in have]
-            d_pred, d_src = self.distances(pick(batch.predictions), pick(batch.sources), pick(batch.targets))
-            out[have] = discrimination(d_pred, d_src)
-        return out
+        return score_with_targets(batch, lambda have: discrimination(*self.distances(
+            pick(batch.predictions, have), pick(batch.sources, have), pick(batch.targets, have))))
 
 
 class DiscLPIPS(_Disc):

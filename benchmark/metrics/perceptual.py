@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import Metric, MetricInput, with_targets
+from .base import Metric, MetricInput, pick, score_with_targets
 from .embedders import ClipEmbedder, DinoEmbedder, Embedder, LpipsNet, cosine_rows
 
 
@@ -75,12 +75,8 @@ class LPIPS(WeightedMetric):
     description = "LPIPS (AlexNet, v0.1) distance to the target; 0 = identical; rewards near-copies"
 
     def score(self, batch: MetricInput) -> np.ndarray:
-        out = np.full(len(batch.predictions), np.nan)
-        have = with_targets(batch)
-        if have:
-            out[have] = lpips_distances(self.ready(), [batch.predictions[i] for i in have],
-                                        [batch.targets[i] for i in have])
-        return out
+        return score_with_targets(batch, lambda have: lpips_distances(
+            self.ready(), pick(batch.predictions, have), pick(batch.targets, have)))
 
 
 class _EmbeddingSimilarity(WeightedMetric):
@@ -90,13 +86,8 @@ class _EmbeddingSimilarity(WeightedMetric):
     needs = frozenset({"target", "weights"})
 
     def score(self, batch: MetricInput) -> np.ndarray:
-        out = np.full(len(batch.predictions), np.nan)
-        have = with_targets(batch)
-        if have:
-            embedder = self.ready()
-            out[have] = cosine_rows(embedder.images([batch.predictions[i] for i in have]),
-                                    embedder.images([batch.targets[i] for i in have]))
-        return out
+        return score_with_targets(batch, lambda have: cosine_rows(
+            self.ready().images(pick(batch.predictions, have)), self.ready().images(pick(batch.targets, have))))
 
 
 class ClipI(_EmbeddingSimilarity):
