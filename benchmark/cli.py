@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from .errors import EXIT_BAD_INPUT, EXIT_OK, EXIT_SAMPLES_FAILED, WmbenchError
+from .core.errors import EXIT_BAD_INPUT, EXIT_OK, EXIT_SAMPLES_FAILED, BadInput
 
 DEFAULT_OUTPUT = "runs"
 
@@ -25,7 +25,7 @@ def _options(flags: list[str] | None) -> dict:
     for flag in flags or []:
         key, sep, value = flag.partition("=")
         if not sep or not key.strip():
-            raise WmbenchError(f"expected key=value, got '{flag}'")
+            raise BadInput(f"expected key=value, got '{flag}'")
         options[key.strip()] = yaml.safe_load(value)
     return options
 
@@ -34,9 +34,9 @@ def _options(flags: list[str] | None) -> dict:
 def cmd_run(args: argparse.Namespace) -> int:
     from .data import resolve_data_dir
     from .models import discover_cards, parse_model_args, rename, resolve_card
-    from .runner import check_capabilities, supports
-    from .selection import effective_task
-    from .tasks import resolve_tasks
+    from .run.runner import check_capabilities, supports
+    from .run.selection import effective_task
+    from .core.tasks import resolve_tasks
 
     if args.no_progress:  # also the bars of libraries that load weights (transformers, sentence-transformers)
         os.environ["TQDM_DISABLE"] = "1"
@@ -50,7 +50,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         cards = [resolve_card(m, model_args) for m in _csv(args.model)]
         if args.model_name:
             if len(cards) != 1:
-                raise WmbenchError("--model-name names one model; pass a single --model")
+                raise BadInput("--model-name names one model; pass a single --model")
             cards = [rename(cards[0], args.model_name)]
         plan = [(card, tasks) for card in cards]
         for card, card_tasks in plan:
@@ -62,14 +62,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         plan = [(card, [t for t in tasks if supports(card, t)]) for card in cards]
         plan = [(card, card_tasks) for card, card_tasks in plan if card_tasks]
     if not plan:
-        raise WmbenchError("no (model, task) pair to run: no default model supports the selected tasks")
+        raise BadInput("no (model, task) pair to run: no default model supports the selected tasks")
     output = Path(args.output or DEFAULT_OUTPUT)
     single = args.output is not None and args.model is not None and len(plan) == 1
     data_dir = resolve_data_dir(args.data_dir)
 
-    from .leaderboard import collect, markdown
-    from .results import write_outputs
-    from .runner import Evaluation
+    from .analysis.leaderboard import collect, markdown
+    from .run.results import write_outputs
+    from .run.runner import Evaluation
 
     config = {"batch_size": args.batch_size, "data_dir": str(data_dir), "limit": args.limit,
               "seed": args.seed, "device": args.device}
@@ -101,7 +101,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 # list / validate -----------------------------------------------------------------------------
 def cmd_list(args: argparse.Namespace) -> int:
     if args.what == "tasks":
-        from .tasks import discover_tasks, load_task
+        from .core.tasks import discover_tasks, load_task
 
         for name, path in sorted(discover_tasks(args.include_path).items()):
             try:
@@ -109,7 +109,7 @@ def cmd_list(args: argparse.Namespace) -> int:
                 suites = f"  [{', '.join(spec.suites)}]" if spec.suites else ""
                 print(f"{name:28s} {spec.kind}  {spec.dataset.format}:{spec.dataset.subfolder}{suites}  "
                       f"metrics: {', '.join(r.key for r in spec.metric_refs)}")
-            except WmbenchError as exc:
+            except BadInput as exc:
                 print(f"{name:28s} INVALID: {exc}")
     elif args.what == "models":
         from .models import MODELS, adapter_class, discover_cards
@@ -136,8 +136,8 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from .models import load_card
-    from .tasks import load_task
-    from .yamlspec import read_yaml
+    from .core.tasks import load_task
+    from .core.yamlspec import read_yaml
 
     bad = 0
     for path in args.paths:
@@ -146,7 +146,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
             is_card = isinstance(data, dict) and "adapter" in data
             spec = load_card(path) if is_card else load_task(path)
             print(f"ok  {path}  ({'model card' if is_card else 'task'} '{spec.name}')")
-        except WmbenchError as exc:
+        except BadInput as exc:
             bad += 1
             print(f"error: {exc}", file=sys.stderr)
     return EXIT_BAD_INPUT if bad else EXIT_OK
@@ -157,7 +157,7 @@ def cmd_data_make(args: argparse.Namespace) -> int:
     import shutil
 
     from .data import resolve_data_dir
-    from .selection import run_generator
+    from .run.selection import run_generator
 
     options = {k: v for k, v in {"episodes": args.episodes, "size": args.size, "seed": args.seed,
                                  "frame_skip": args.frame_skip, "max_frames": args.max_frames,
@@ -166,7 +166,7 @@ def cmd_data_make(args: argparse.Namespace) -> int:
     root = resolve_data_dir(args.data_dir) / (args.subfolder or args.name)
     if root.exists():
         if not args.force:
-            raise WmbenchError(f"{root} exists; pass --force to generate it again")
+            raise BadInput(f"{root} exists; pass --force to generate it again")
         shutil.rmtree(root)
     run_generator(args.name, root, options, progress=not args.no_progress)
     print(f"wmbench: wrote {args.name} data to {root}")
@@ -174,25 +174,26 @@ def cmd_data_make(args: argparse.Namespace) -> int:
 
 
 def cmd_data_inspect(args: argparse.Namespace) -> int:
-    from .data.frames import FrameSelection
+    from .core.frames import FrameSelection
     from .data.inspect import main as inspect_main
 
     if args.task:  # the task's format, folder, split, options and frame selection
         from .data import resolve_data_dir
-        from .tasks import resolve_tasks
+        from .core.tasks import resolve_tasks
 
         task = resolve_tasks([args.task])[0]
         root = Path(args.root) if args.root else resolve_data_dir(args.data_dir) / task.dataset.subfolder
         options = {**task.dataset.options, "split": task.dataset.split, **_options(args.option)}
         return inspect_main(task.dataset.format, root, options, task.frames, args.limit, args.sheet)
     if not args.format or not args.root:
-        raise WmbenchError("data inspect needs FORMAT and --root, or --task NAME")
+        raise BadInput("data inspect needs FORMAT and --root, or --task NAME")
     frames = FrameSelection(mode=args.frames, gap=args.gap, seconds=args.seconds)
     return inspect_main(args.format, Path(args.root), _options(args.option), frames, args.limit, args.sheet)
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
-    from .leaderboard import ANCHORS, build, collect, render, write_all
+    from .analysis.formats import render, write_all
+    from .analysis.leaderboard import ANCHORS, build, collect
 
     anchors = _csv(args.anchors) if args.anchors is not None else list(ANCHORS)
     board = build(collect(args.paths or ["results"]), tasks=_csv(args.tasks) or None,
@@ -205,7 +206,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from .compare import compare, render
+    from .analysis.compare import compare, render
 
     rows = compare(Path(args.run_a), Path(args.run_b), tasks=_csv(args.tasks) or None,
                    metrics=_csv(args.metrics) or None, seed=args.seed)
@@ -214,7 +215,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .report import write_report
+    from .analysis.report import write_report
 
     path = write_report([Path(p) for p in args.runs], Path(args.output), max_samples=args.max_samples,
                         tasks=_csv(args.tasks) or None, data_dir=args.data_dir, thumb=args.thumb_size)
@@ -361,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(["run", *(argv or [])])
     try:
         return args.func(args)
-    except WmbenchError as exc:
+    except BadInput as exc:
         print(f"wmbench: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:

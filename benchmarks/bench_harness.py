@@ -15,12 +15,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmark.data import resolve_data_dir
-from benchmark.models import resolve_card
-from benchmark.results import write_outputs
-from benchmark.runner import Evaluation
-from benchmark.selection import dataset_root, effective_task
-from benchmark.tasks import resolve_tasks
+from wmbench.data import resolve_data_dir
+from wmbench.models import resolve_card
+from wmbench.run.results import write_outputs
+from wmbench.run.runner import Evaluation
+from wmbench.run.selection import dataset_root, effective_task
+from wmbench.core.tasks import resolve_tasks
 
 
 def main() -> None:

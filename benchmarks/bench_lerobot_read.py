@@ -19,9 +19,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmark.data import lerobot, metaworld, video
-from benchmark.data.frames import FrameSelection
-from benchmark.tasks import DatasetSpec
+from wmbench.data import lerobot, metaworld, video
+from wmbench.core.frames import FrameSelection
+from wmbench.core.tasks import DatasetSpec
 
 
 def generate(root: Path, options: dict) -> float:

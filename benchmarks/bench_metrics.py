@@ -65,7 +65,7 @@ def reference(p: np.ndarray, s: np.ndarray, t: np.ndarray) -> dict[str, float]:
 
 
 def ours(metrics: dict, p: np.ndarray, s: np.ndarray, t: np.ndarray, batch: int) -> dict[str, np.ndarray]:
-    from benchmark.metrics import MetricInput
+    from wmbench.metrics import MetricInput
 
     out: dict[str, list[np.ndarray]] = {name: [] for name in metrics}
     for start in range(0, len(p), batch):
@@ -94,7 +94,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
         numba.set_num_threads(args.threads)
 
-    from benchmark.metrics import METRICS
+    from wmbench.metrics import METRICS
 
     p, s, t = synthetic_pairs(args.pairs, args.size)
     metrics = {name: METRICS.get(name)() for name in SET}

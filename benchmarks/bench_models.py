@@ -21,11 +21,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import tiny_models  # noqa: E402
 
-from benchmark.models.editors import InstructPix2PixEditor  # noqa: E402
-from benchmark.models.hf_vlm import HFVisionLanguageModel  # noqa: E402
-from benchmark.models.unified import ChameleonWorldModel, JanusWorldModel  # noqa: E402
-from benchmark.models.verified import VerifiedModel  # noqa: E402
-from benchmark.types import Batch  # noqa: E402
+from wmbench.models.editors import InstructPix2PixEditor  # noqa: E402
+from wmbench.models.hf_vlm import HFVisionLanguageModel  # noqa: E402
+from wmbench.models.unified import ChameleonWorldModel, JanusWorldModel  # noqa: E402
+from wmbench.models.verified import VerifiedModel  # noqa: E402
+from wmbench.core.types import Batch  # noqa: E402
 
 
 def make_batch(ids: list[int]) -> Batch:

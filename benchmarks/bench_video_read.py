@@ -22,10 +22,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmark.data import video  # noqa: E402
-from benchmark.data.frames import FrameSelection  # noqa: E402
-from benchmark.data.ssv2 import read  # noqa: E402
-from benchmark.tasks import DatasetSpec  # noqa: E402
+from wmbench.data import video  # noqa: E402
+from wmbench.core.frames import FrameSelection  # noqa: E402
+from wmbench.data.ssv2 import read  # noqa: E402
+from wmbench.core.tasks import DatasetSpec  # noqa: E402
 
 
 def write_dataset(root: Path, videos: int, frames: int, size: int) -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmark.metrics import METRICS, MetricInput
+from wmbench.metrics import METRICS, MetricInput
 
 SKIP = {"idp_cycle", "vlm_judge", "counterfactual_sensitivity"}  # need a model or a second prediction
 
@@ -38,9 +38,9 @@ def aurora_samples(root: Path, limit: int | None):
 
 
 def metaworld_samples(episodes: int, tasks: list[str], limit: int | None):
-    from benchmark.data import metaworld
-    from benchmark.data.frames import FrameSelection
-    from benchmark.tasks import DatasetSpec
+    from wmbench.data import metaworld
+    from wmbench.core.frames import FrameSelection
+    from wmbench.core.tasks import DatasetSpec
 
     root = Path(tempfile.mkdtemp(prefix="wmbench-mw-"))
     metaworld.generate(root, {"tasks": tasks, "episodes": episodes}, progress=False)

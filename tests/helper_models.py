@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 
-from benchmark.models.base import Model
+from wmbench.models.base import Model
 
 
 class FaultyModel(Model):
@@ -81,8 +81,8 @@ class UnloadableModel(Model):
     """Copies the source until the sample pair006: then its 'checkpoint' cannot be read."""
 
     def predict_next(self, batch, n=1):
-        from benchmark.errors import WmbenchError
+        from wmbench.core.errors import BadInput
 
         if "pair006" in batch.sample_ids:
-            raise WmbenchError("cannot load checkpoint /nonexistent/ckpt: no such folder")
+            raise BadInput("cannot load checkpoint /nonexistent/ckpt: no such folder")
         return [[s] for s in batch.sources]

@@ -7,10 +7,10 @@ import pytest
 from sacrebleu.metrics import BLEU as SacreBLEU
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from benchmark.metrics import METRICS, MetricInput
-from benchmark.metrics.change import change_iou, change_mask
-from benchmark.metrics.pixel import PSNR_MAX_DB, l1, psnr, ssim
-from benchmark.metrics.text import bleu, exact_match, token_f1
+from wmbench.metrics import METRICS, MetricInput
+from wmbench.metrics.change import change_iou, change_mask
+from wmbench.metrics.pixel import PSNR_MAX_DB, l1, psnr, ssim
+from wmbench.metrics.text import bleu, exact_match, token_f1
 
 
 @pytest.fixture

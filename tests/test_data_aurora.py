@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from benchmark.data import FORMATS
-from benchmark.data.aurora import read
-from benchmark.data.common import FormatError
-from benchmark.data.frames import FrameSelection
-from benchmark.errors import SampleError, WmbenchError
-from benchmark.tasks import DatasetSpec
+from wmbench.data import FORMATS
+from wmbench.data.aurora import read
+from wmbench.data.common import FormatError
+from wmbench.core.frames import FrameSelection
+from wmbench.core.errors import SampleError, BadInput
+from wmbench.core.tasks import DatasetSpec
 
 SHARED_SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "aurora-bench-sample"
 
@@ -124,13 +124,13 @@ def test_subset_option(bench):
     root, _ = bench
     assert [t.sample_id for t in _read(root, subset="ag")] == ["ag:1", "ag:8"]
     assert {t.meta["task"] for t in _read(root, subset=["clevr", "emu"])} == {"clevr", "emu"}
-    with pytest.raises(WmbenchError, match="unknown subset"):
+    with pytest.raises(BadInput, match="unknown subset"):
         _read(root, subset="pets")
 
 
 def test_unknown_option_is_named(bench):
     root, _ = bench
-    with pytest.raises(WmbenchError, match="'subsets'"):
+    with pytest.raises(BadInput, match="'subsets'"):
         _read(root, subsets="ag")
 
 
@@ -142,7 +142,7 @@ def test_not_an_aurora_folder(tmp_path):
     with pytest.raises(FormatError, match="entry #0"):
         _read(tmp_path)
     (tmp_path / "test.json").write_text("[{]")
-    with pytest.raises(WmbenchError, match="malformed JSON at line 1"):
+    with pytest.raises(BadInput, match="malformed JSON at line 1"):
         _read(tmp_path)
 
 
@@ -171,7 +171,7 @@ def test_repeated_ids_stay_unique(tmp_path):
 
 def test_file_option_cannot_leave_the_root(bench):
     root, _ = bench
-    with pytest.raises(WmbenchError, match="escapes"):
+    with pytest.raises(BadInput, match="escapes"):
         _read(root, file="../x.json")
 
 
@@ -192,7 +192,7 @@ def test_real_aurora_bench_sample():
 
 def test_task_specs_select_their_subsets(bench):
     root, _ = bench
-    from benchmark.tasks import load_task
+    from wmbench.core.tasks import load_task
 
     tasks = Path(__file__).resolve().parents[1] / "tasks" / "aurora-bench"
     specs = {p.stem: load_task(p) for p in tasks.glob("*.yaml")}

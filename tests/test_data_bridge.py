@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from benchmark.data import FORMATS, bridge
-from benchmark.data.common import FormatError
-from benchmark.data.frames import FrameSelection
-from benchmark.errors import SampleError, WmbenchError
-from benchmark.tasks import DatasetSpec
+from wmbench.data import FORMATS, bridge
+from wmbench.data.common import FormatError
+from wmbench.core.frames import FrameSelection
+from wmbench.core.errors import SampleError, BadInput
+from wmbench.core.tasks import DatasetSpec
 
 
 class Touch:
@@ -74,7 +74,7 @@ def read(root: Path, frames: FrameSelection | None = None, **options):
 
 
 def test_actions_need_trust_pickle(root, tmp_path):
-    with pytest.raises(WmbenchError, match=r"policy_out.pkl.*pickle.*run any code.*trust_pickle: true.*action_vectors: false"):
+    with pytest.raises(BadInput, match=r"policy_out.pkl.*pickle.*run any code.*trust_pickle: true.*action_vectors: false"):
         read(root)
     ts = read(root, action_vectors=False)
     assert ts and all(t.action_vector is None for t in ts)
@@ -137,6 +137,6 @@ def test_not_bridge(tmp_path, root):
     (tmp_path / "empty").mkdir()
     with pytest.raises(FormatError, match="traj"):
         read(tmp_path / "empty", action_vectors=False)
-    with pytest.raises(WmbenchError, match="unknown option"):
+    with pytest.raises(BadInput, match="unknown option"):
         read(root, actions=False)
     assert FORMATS.get("bridge") is bridge.read

@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmark.data import FORMATS, calvin
-from benchmark.data.common import FormatError
-from benchmark.data.frames import FrameSelection
-from benchmark.errors import SampleError, WmbenchError
-from benchmark.tasks import DatasetSpec
+from wmbench.data import FORMATS, calvin
+from wmbench.data.common import FormatError
+from wmbench.core.frames import FrameSelection
+from wmbench.core.errors import SampleError, BadInput
+from wmbench.core.tasks import DatasetSpec
 
 WINDOWS = [(100, 105), (110, 112), (103, 108)]  # inclusive, ragged, overlapping
 TEXTS = ["push the sliding door to the left", "turn on the led", "lift the red block from the table"]
@@ -71,10 +71,10 @@ def read(root: Path, split: str = "validation", frames: FrameSelection | None = 
 
 
 def test_refuses_to_unpickle_without_trust(root, tmp_path):
-    with pytest.raises(WmbenchError, match=r"language annotations come from .*auto_lang_ann.npy, a Python pickle.*run any code.*trust_pickle: true"):
+    with pytest.raises(BadInput, match=r"language annotations come from .*auto_lang_ann.npy, a Python pickle.*run any code.*trust_pickle: true"):
         read(root)
     assert not (tmp_path / "unpickled").exists()
-    with pytest.raises(WmbenchError, match="trust_pickle must be true or false"):
+    with pytest.raises(BadInput, match="trust_pickle must be true or false"):
         read(root, trust_pickle="yes")
     assert not (tmp_path / "unpickled").exists()
     read(root, trust_pickle=True)
@@ -104,7 +104,7 @@ def test_camera_action_key_and_keyframes(root):
     assert read(root, trust_pickle=True, action_key=None)[0].action_vector is None
     ts = read(root, trust_pickle=True, frames=FrameSelection(mode="keyframes", top_k=2, min_interval=3))
     assert ts and all(t.target_index - t.source_index >= 3 for t in ts)
-    with pytest.raises(WmbenchError, match="camera"):
+    with pytest.raises(BadInput, match="camera"):
         read(root, trust_pickle=True, camera="rgb_tactile")
 
 
@@ -130,6 +130,6 @@ def test_not_calvin_folders(root, tmp_path):
     (root / "validation" / "lang_annotations" / "auto_lang_ann.npy").unlink()
     with pytest.raises(FormatError, match="auto_lang_ann.npy"):
         read(root, trust_pickle=True)
-    with pytest.raises(WmbenchError, match="unknown option"):
+    with pytest.raises(BadInput, match="unknown option"):
         read(root, trust=True)
     assert FORMATS.get("calvin") is calvin.read

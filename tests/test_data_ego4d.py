@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from benchmark.data import FORMATS, video
-from benchmark.data.common import FormatError
-from benchmark.data.ego4d import clean_narration, read
-from benchmark.data.frames import FrameSelection
-from benchmark.errors import SampleError, WmbenchError
-from benchmark.tasks import DatasetSpec, load_task
+from wmbench.data import FORMATS, video
+from wmbench.data.common import FormatError
+from wmbench.data.ego4d import clean_narration, read
+from wmbench.core.frames import FrameSelection
+from wmbench.core.errors import SampleError, BadInput
+from wmbench.core.tasks import DatasetSpec, load_task
 from video_fixtures import decode_all, encode_video
 
 VIDEO = "0a02a1ed-a327-4753-b270-e95298984b96"
@@ -158,9 +158,9 @@ def test_bad_input(tmp_path, ego4d):
     (tmp_path / "fho_main.json").write_text(json.dumps({"clips": []}))
     with pytest.raises(FormatError, match="'videos' list"):
         _read(tmp_path)
-    with pytest.raises(WmbenchError, match="option 'pair'"):
+    with pytest.raises(BadInput, match="option 'pair'"):
         _read(ego4d, pair="pre-contact")
-    with pytest.raises(WmbenchError, match="'fps'"):
+    with pytest.raises(BadInput, match="'fps'"):
         _read(ego4d, fps=30)
 
 

@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from benchmark.data import FORMATS
-from benchmark.data import epic as epic_module
-from benchmark.data.common import FormatError
-from benchmark.data.epic import read
-from benchmark.data.frames import FrameSelection
-from benchmark.errors import SampleError, WmbenchError
-from benchmark.tasks import DatasetSpec, load_task
+from wmbench.data import FORMATS
+from wmbench.data import epic as epic_module
+from wmbench.data.common import FormatError
+from wmbench.data.epic import read
+from wmbench.core.frames import FrameSelection
+from wmbench.core.errors import SampleError, BadInput
+from wmbench.core.tasks import DatasetSpec, load_task
 
 COLUMNS = ["narration_id", "participant_id", "video_id", "narration_timestamp", "start_timestamp",
            "stop_timestamp", "start_frame", "stop_frame", "narration", "verb", "verb_class", "noun",
@@ -150,7 +150,7 @@ def test_other_layouts_and_the_layout_option(tmp_path):
     t = _read(root, split="train", frames_layout="custom/{video_id}")[0]
     assert t.source.origin.endswith("custom/P01_01.tar:frame_0000000008.jpg")
     assert abs(level(t.source.load()) - frame_value(8)) < 2
-    with pytest.raises(WmbenchError, match="frames_layout"):
+    with pytest.raises(BadInput, match="frames_layout"):
         _read(root, split="train", frames_layout="{camera}/{video_id}")
 
 
@@ -180,12 +180,12 @@ def test_keyframes_inside_a_segment(epic):
 def test_bad_input(tmp_path, epic):
     with pytest.raises(FormatError, match="EPIC_100_validation.csv"):
         _read(tmp_path)
-    with pytest.raises(WmbenchError, match="no narrations"):
+    with pytest.raises(BadInput, match="no narrations"):
         _read(epic, split="test")
     write_csv(tmp_path / "EPIC_100_train.csv", [r[:3] for r in ROWS], columns=COLUMNS[:3])
     with pytest.raises(FormatError, match="missing"):
         _read(tmp_path, split="train")
-    with pytest.raises(WmbenchError, match="'fps'"):
+    with pytest.raises(BadInput, match="'fps'"):
         _read(epic, fps=50)
 
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from benchmark.data.frames import FrameSelection
-from benchmark.data.inspect import contact_sheet, inspect, main, transitions
-from benchmark.errors import WmbenchError
+from wmbench.core.frames import FrameSelection
+from wmbench.data.inspect import contact_sheet, inspect, main, transitions
+from wmbench.core.errors import BadInput
 
 
 @pytest.fixture
@@ -60,7 +60,7 @@ def test_options_split_and_unknown_format(tmp_path, pairs):
     (pairs / "other.jsonl").write_text('{"source": "imgs/0.png", "action": "x"}\n')
     ts = transitions("jsonl", pairs, {"file": "other.jsonl", "split": "train"}, None, None)
     assert len(ts) == 1 and ts[0].split == "train"
-    with pytest.raises(WmbenchError, match="unknown dataset format"):
+    with pytest.raises(BadInput, match="unknown dataset format"):
         transitions("jsonnl", pairs, {}, None, 1)
-    with pytest.raises(WmbenchError, match="unknown option"):
+    with pytest.raises(BadInput, match="unknown option"):
         transitions("jsonl", pairs, {"fiel": "x"}, None, 1)

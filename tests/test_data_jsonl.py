@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from benchmark.data import FORMATS
-from benchmark.data.common import FormatError
-from benchmark.data.frames import FrameSelection
-from benchmark.data.jsonl import read
-from benchmark.errors import SampleError, WmbenchError
-from benchmark.tasks import DatasetSpec
+from wmbench.data import FORMATS
+from wmbench.data.common import FormatError
+from wmbench.core.frames import FrameSelection
+from wmbench.data.jsonl import read
+from wmbench.core.errors import SampleError, BadInput
+from wmbench.core.tasks import DatasetSpec
 
 
 def _png(path: Path, seed: int) -> np.ndarray:
@@ -82,7 +82,7 @@ def test_escape_and_missing_fail_their_sample(pairs):
 ])
 def test_malformed_lines_name_file_and_line(tmp_path, line, message):
     (tmp_path / "pairs.jsonl").write_text('{"source": "a.png", "action": "x", "id": "one"}\n' + line + "\n")
-    with pytest.raises(WmbenchError) as info:
+    with pytest.raises(BadInput) as info:
         _read(tmp_path)
     assert message in str(info.value) and "pairs.jsonl" in str(info.value)
 
@@ -93,5 +93,5 @@ def test_file_option_and_missing_file(tmp_path):
     assert len(_read(tmp_path, file="other.jsonl")) == 1
     with pytest.raises(FormatError, match="pairs.jsonl"):
         _read(tmp_path)
-    with pytest.raises(WmbenchError, match="unknown option"):
+    with pytest.raises(BadInput, match="unknown option"):
         _read(tmp_path, path="other.jsonl")

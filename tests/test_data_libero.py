@@ -9,11 +9,11 @@ import h5py
 import numpy as np
 import pytest
 
-from benchmark.data import FORMATS, libero
-from benchmark.data.common import FormatError
-from benchmark.data.frames import FrameSelection
-from benchmark.errors import SampleError, WmbenchError
-from benchmark.tasks import DatasetSpec
+from wmbench.data import FORMATS, libero
+from wmbench.data.common import FormatError
+from wmbench.core.frames import FrameSelection
+from wmbench.core.errors import SampleError, BadInput
+from wmbench.core.tasks import DatasetSpec
 
 
 def upright(task: int, demo: int, t: int, camera: int = 0) -> np.ndarray:
@@ -112,11 +112,11 @@ def test_flip_and_camera_options(root):
     assert t.sample_id.endswith(":unreadable")
     with pytest.raises(SampleError, match="no obs/agentview_depth; it has agentview_rgb, eye_in_hand_rgb"):
         t.source.load()
-    with pytest.raises(WmbenchError, match="flip"):
+    with pytest.raises(BadInput, match="flip"):
         read(root, flip="sometimes")
-    with pytest.raises(WmbenchError, match=r"suites: \['libero_90'\]"):
+    with pytest.raises(BadInput, match=r"suites: \['libero_90'\]"):
         read(root, suites="libero_90")
-    with pytest.raises(WmbenchError, match="unknown option"):
+    with pytest.raises(BadInput, match="unknown option"):
         read(root, suite="libero_10")
 
 

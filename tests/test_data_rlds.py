@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from benchmark.data import FORMATS, rlds, tfrecord
-from benchmark.data.common import FormatError
-from benchmark.data.frames import FrameSelection
-from benchmark.errors import SampleError, WmbenchError
-from benchmark.tasks import DatasetSpec
+from wmbench.data import FORMATS, rlds, tfrecord
+from wmbench.data.common import FormatError
+from wmbench.core.frames import FrameSelection
+from wmbench.core.errors import SampleError, BadInput
+from wmbench.core.tasks import DatasetSpec
 
 # tf.io.TFRecordWriter output for Example{"steps/observation/image": [b"ab", b""], "steps/action":
 # [1.5, -2.0, 0.25], "steps/is_first": [1, 0, 300, -5, 2**40], "empty": Feature()} then b"".
@@ -257,7 +257,7 @@ def test_episode_selection_and_one_record_read_per_episode(fractal, monkeypatch)
     for t in ts:
         t.source.load(), t.target.load()
     assert len(ts) == 4 and len(calls) == 1
-    with pytest.raises(WmbenchError, match="episodes"):
+    with pytest.raises(BadInput, match="episodes"):
         read(fractal, episodes="all")
 
 
@@ -402,7 +402,7 @@ def test_droid_key_map_and_overrides(tmp_path):
     assert np.array_equal(t.source.load(), pixels(2, 0)) and t.action_text == "marker into cup" and t.fps == 5.0
     (t,) = read(root, dataset="some_new_dataset", action_keys=[])  # no key map: the generic candidates
     assert t.action_vector is None and t.meta["image_key"] == "steps/observation/exterior_image_1_left"
-    with pytest.raises(WmbenchError, match="image_key 'observation/nope' is not a feature"):
+    with pytest.raises(BadInput, match="image_key 'observation/nope' is not a feature"):
         read(root, image_key="observation/nope")
 
 
@@ -421,7 +421,7 @@ def test_bad_folders_options_and_splits(tmp_path, fractal):
     (tmp_path / "empty").mkdir()
     with pytest.raises(FormatError, match="dataset_info.json and features.json"):
         read(tmp_path / "empty")
-    with pytest.raises(WmbenchError, match="unknown option"):
+    with pytest.raises(BadInput, match="unknown option"):
         read(fractal, camera="image")
     with pytest.raises(FormatError, match=r"split 'test'.*\['train'\]"):
         read(fractal, split="test")

@@ -10,12 +10,12 @@ import av
 import numpy as np
 import pytest
 
-from benchmark.data import FORMATS, video
-from benchmark.data.common import FormatError
-from benchmark.data.frames import FrameSelection
-from benchmark.data.ssv2 import read
-from benchmark.errors import SampleError, WmbenchError
-from benchmark.tasks import DatasetSpec, load_task
+from wmbench.data import FORMATS, video
+from wmbench.data.common import FormatError
+from wmbench.core.frames import FrameSelection
+from wmbench.data.ssv2 import read
+from wmbench.core.errors import SampleError, BadInput
+from wmbench.core.tasks import DatasetSpec, load_task
 from video_fixtures import decode_all, encode_video
 
 LABELS = {"Putting something on a surface": "0", "Holding something next to something": "1",
@@ -91,7 +91,7 @@ def test_first_last_pairs_labels_and_pixels(ssv2):
 def test_template_action_text(ssv2):
     ts = _read(ssv2, action_text="template")
     assert ts[0].action_text == "Putting something on a surface" and ts[0].meta["class_id"] == 0
-    with pytest.raises(WmbenchError, match="action_text"):
+    with pytest.raises(BadInput, match="action_text"):
         _read(ssv2, action_text="caption")
 
 
@@ -170,7 +170,7 @@ def test_older_file_names_at_the_root(tmp_path, ssv2):
 
 
 def test_test_split_needs_the_answers(ssv2, tmp_path):
-    with pytest.raises(WmbenchError, match="test-answers.csv"):
+    with pytest.raises(BadInput, match="test-answers.csv"):
         _read(ssv2, split="test")
     (ssv2 / "labels/test-answers.csv").write_text("74225;Putting something on a surface\n"
                                                    "198186;Pushing something from left to right\n")
@@ -185,11 +185,11 @@ def test_test_split_needs_the_answers(ssv2, tmp_path):
 def test_bad_folders_and_options(tmp_path, ssv2):
     with pytest.raises(FormatError, match="labels.json"):
         _read(tmp_path)
-    with pytest.raises(WmbenchError, match="unknown split"):
+    with pytest.raises(BadInput, match="unknown split"):
         _read(ssv2, split="dev")
-    with pytest.raises(WmbenchError, match="'fps'"):
+    with pytest.raises(BadInput, match="'fps'"):
         _read(ssv2, fps=12)
-    with pytest.raises(WmbenchError, match="escapes"):
+    with pytest.raises(BadInput, match="escapes"):
         _read(ssv2, videos="../elsewhere")
 
 

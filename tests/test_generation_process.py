@@ -29,7 +29,7 @@ def test_first_use_generation_then_torch_metrics_in_one_command(tmp_path):
     (tmp_path / "tasks").mkdir()
     (tmp_path / "tasks" / "tiny_mw_idp.yaml").write_text(TASK)
     env = {**os.environ, "WMBENCH_DATA_DIR": str(tmp_path / "data"), "WMBENCH_TASKS_PATH": str(tmp_path / "tasks")}
-    done = subprocess.run([sys.executable, "-m", "benchmark.cli", "run", "--no-progress", "--tasks", "tiny_mw_idp",
+    done = subprocess.run([sys.executable, "-m", "wmbench.cli", "run", "--no-progress", "--tasks", "tiny_mw_idp",
                            "--model", "majority", "--output", str(tmp_path / "run")],
                           env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -39,7 +39,7 @@ def test_first_use_generation_then_torch_metrics_in_one_command(tmp_path):
 
 
 def test_generator_errors_reach_the_user(tmp_path, capsys):
-    from benchmark.cli import main
+    from wmbench.cli import main
 
     assert main(["data", "make", "metaworld", "--tasks", "nope-v3", "--data-dir", str(tmp_path), "--no-progress"]) == 2
     assert "nope-v3" in capsys.readouterr().err

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.cli import main
+from wmbench.cli import main
 
 SHARED_SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "aurora-bench-sample"
 pytestmark = pytest.mark.skipif(not SHARED_SAMPLE.is_dir(), reason="../shared/data/aurora-bench-sample is not present")

@@ -15,9 +15,9 @@ import pandas as pd
 import pytest
 from conftest import TASK_TEMPLATE, write_pairs
 
-from benchmark.cli import main
-from benchmark.leaderboard import build, collect, render
-from benchmark.stats import macro_mean_ci
+from wmbench.cli import main
+from wmbench.analysis.leaderboard import build, collect, render
+from wmbench.analysis.stats import macro_mean_ci
 
 SUBSET_TASK = TASK_TEMPLATE.replace("metrics:", "suites: [pairsub]\nlimit: 6\nseed: {seed}\nmetrics:")
 
@@ -40,7 +40,7 @@ def runs(tmp_path_factory):
     cards = {}
     for name, radius in (("soft", 1), ("smear", 3)):
         cards[name] = root / f"{name}.yaml"
-        cards[name].write_text(f"name: {name}\nadapter: benchmark.models.baselines:BlurModel\nargs: {{radius: {radius}}}\n")
+        cards[name].write_text(f"name: {name}\nadapter: wmbench.models.baselines:BlurModel\nargs: {{radius: {radius}}}\n")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("WMBENCH_DATA_DIR", str(root / "data"))
         mp.setenv("WMBENCH_TASKS_PATH", str(tasks))

@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmark.data import lerobot, video
-from benchmark.data.common import FormatError
-from benchmark.data.frames import FrameSelection
-from benchmark.errors import SampleError, WmbenchError
-from benchmark.tasks import DatasetSpec
+from wmbench.data import lerobot, video
+from wmbench.data.common import FormatError
+from wmbench.core.frames import FrameSelection
+from wmbench.core.errors import SampleError, BadInput
+from wmbench.core.tasks import DatasetSpec
 from video_fixtures import encode_video
 
 FPS = 10
@@ -281,23 +281,23 @@ def test_not_a_lerobot_folder_is_a_format_error(tmp_path):
 
 def test_unsupported_version_and_bad_options(tmp_path):
     root = write_v3(tmp_path / "d", images=True)
-    with pytest.raises(WmbenchError, match="unknown option.*'fps'"):
+    with pytest.raises(BadInput, match="unknown option.*'fps'"):
         read(root, fps=3)
-    with pytest.raises(WmbenchError, match="camera.*'wrist'.*observation.images.top"):
+    with pytest.raises(BadInput, match="camera.*'wrist'.*observation.images.top"):
         read(root, camera="wrist")
-    with pytest.raises(WmbenchError, match=r"no episode\(s\) \[7\]"):
+    with pytest.raises(BadInput, match=r"no episode\(s\) \[7\]"):
         read(root, episodes=[7])
     assert {s.episode_id for s in read(root, episodes=[2, 0])} == {"0", "2"}
     info = json.loads((root / "meta/info.json").read_text())
     info["codebase_version"] = "v1.6"
     (root / "meta/info.json").write_text(json.dumps(info))
-    with pytest.raises(WmbenchError, match="codebase_version 'v1.6' is not supported"):
+    with pytest.raises(BadInput, match="codebase_version 'v1.6' is not supported"):
         read(root)
 
 
 def test_writer_round_trip(tmp_path):
-    """benchmark.data.lerobot_write (used by the Meta-World generator) writes what the reader reads."""
-    from benchmark.data.lerobot_write import V3Writer, image_feature, png_bytes
+    """wmbench.data.lerobot_write (used by the Meta-World generator) writes what the reader reads."""
+    from wmbench.data.lerobot_write import V3Writer, image_feature, png_bytes
 
     feats = {KEY: image_feature(SIZE, SIZE, video=True), "observation.mask": image_feature(SIZE, SIZE, 1),
              "action": {"dtype": "float32", "shape": [2], "names": None}}
@@ -320,7 +320,7 @@ def test_writer_round_trip(tmp_path):
 
 
 def test_writer_rolls_data_files_over_at_episode_boundaries(tmp_path, monkeypatch):
-    from benchmark.data import lerobot_write
+    from wmbench.data import lerobot_write
 
     monkeypatch.setattr(lerobot_write, "DATA_FILE_SIZE_IN_MB", 1e-4)  # ~100 bytes: one episode per file
     feats = {KEY: lerobot_write.image_feature(SIZE, SIZE), "action": {"dtype": "float32", "shape": [2], "names": None}}

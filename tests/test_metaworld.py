@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmark.data import lerobot, metaworld, metaworld_sim
-from benchmark.data.common import FormatError
-from benchmark.data.frames import FrameSelection
-from benchmark.errors import WmbenchError
-from benchmark.tasks import DatasetSpec
+from wmbench.data import lerobot, metaworld, metaworld_sim
+from wmbench.data.common import FormatError
+from wmbench.core.frames import FrameSelection
+from wmbench.core.errors import BadInput
+from wmbench.core.tasks import DatasetSpec
 
 pytestmark = pytest.mark.slow
 os.environ.setdefault("MUJOCO_GL", "egl")  # MuJoCo fixes its GL backend at import; the tests render too
@@ -242,19 +242,19 @@ def test_option_validation():
                        ({"tasks": ["psuh-v3"]}, "unknown task 'psuh-v3'.*push-v3"),
                        ({"frames_as": "gif"}, "frames_as"), ({"size": 63}, "size"), ({"episodes": 0}, "episodes"),
                        ({"max_frames": 300, "frame_skip": 2}, "500")):
-        with pytest.raises(WmbenchError, match=match):
+        with pytest.raises(BadInput, match=match):
             metaworld.normalize_options(bad)
     assert metaworld.normalize_options({"tasks": "push-v3,reach-v3"})["tasks"] == ["push-v3", "reach-v3"]
 
 
 def test_split_format_and_generator_options_are_checked(generated, tmp_path):
     root = generated["a"]
-    with pytest.raises(WmbenchError, match="one split, 'test'"):
+    with pytest.raises(BadInput, match="one split, 'test'"):
         list(metaworld.read(root, spec(split="train"), FrameSelection(mode="gap", gap=2)))
-    with pytest.raises(WmbenchError, match="action_text"):
+    with pytest.raises(BadInput, match="action_text"):
         read(root, action_text="verbose")
     assert list(metaworld.read(root, spec(generator="metaworld", generator_options=OPTS), FrameSelection()))
-    with pytest.raises(WmbenchError, match="episodes: data 1 vs task 2"):
+    with pytest.raises(BadInput, match="episodes: data 1 vs task 2"):
         list(metaworld.read(root, spec(generator="metaworld", generator_options={**OPTS, "episodes": 2}),
                             FrameSelection()))
     with pytest.raises(FormatError, match="wmbench.json"):
@@ -262,7 +262,7 @@ def test_split_format_and_generator_options_are_checked(generated, tmp_path):
 
 
 def test_unknown_camera_is_refused(tmp_path):
-    with pytest.raises(WmbenchError, match="camera.*'top'.*corner4"):
+    with pytest.raises(BadInput, match="camera.*'top'.*corner4"):
         metaworld.generate(tmp_path / "m", {**OPTS, "tasks": ["reach-v3"], "camera": "top"}, progress=False)
     assert not (tmp_path / "m").exists()
 

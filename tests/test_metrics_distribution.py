@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.metrics import METRICS, MetricInput
+from wmbench.metrics import METRICS, MetricInput
 
 
 class RandomTinyFeatures(torch.nn.Module):

@@ -7,9 +7,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from benchmark.metrics import METRICS, MetricInput
-from benchmark.metrics.judge import parse_reply
-from benchmark.models.base import Model
+from wmbench.metrics import METRICS, MetricInput
+from wmbench.metrics.judge import parse_reply
+from wmbench.models.base import Model
 
 
 class ScriptedJudge(Model):

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.metrics import METRICS, MetricInput
-from benchmark.metrics.embedders import cosine_rows
+from wmbench.metrics import METRICS, MetricInput
+from wmbench.metrics.embedders import cosine_rows
 
 
 def images(seed: int, n: int = 3, h: int = 48, w: int = 64):

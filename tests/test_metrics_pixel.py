@@ -8,7 +8,7 @@ import pytest
 from scipy.ndimage import gaussian_filter
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from benchmark.metrics import METRICS, MetricInput, change, physics, pixel
+from wmbench.metrics import METRICS, MetricInput, change, physics, pixel
 
 WEIGHT_FREE_FDP = ["l1", "psnr", "ssim", "change_iou", "change_iou_weighted", "masked_mse",
                    "background_preservation"]

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 
-from benchmark.metrics import METRICS, Metric, MetricInput
+from wmbench.metrics import METRICS, Metric, MetricInput
 
 
 def test_every_metric_declares_itself():

@@ -8,9 +8,9 @@ import shutil
 import numpy as np
 import pytest
 
-from benchmark.errors import WmbenchError
-from benchmark.metrics import METRICS, MetricInput
-from benchmark.metrics import text as text_metrics
+from wmbench.core.errors import BadInput
+from wmbench.metrics import METRICS, MetricInput
+from wmbench.metrics import text as text_metrics
 
 PRED = ["push the red cup to the left", "open the top drawer", "", "Pushing a pen from left to right",
         "the robot lifts the lid"]
@@ -89,7 +89,7 @@ def test_bertscore_with_random_tiny_model_matches_bert_score(tmp_path):
 
 
 def test_class_accuracy_templates_words_and_embedding(minilm):
-    from benchmark.types import LazyImage, Transition
+    from wmbench.core.types import LazyImage, Transition
 
     templates = {"0": "Pushing [something] from left to right", "1": "Pushing [something] from right to left",
                  "2": "Putting [something] on [something]"}
@@ -99,7 +99,7 @@ def test_class_accuracy_templates_words_and_embedding(minilm):
         return Transition(f"s{i}", "ssv2", "val", "e", img, img, "x", meta={"class_id": cid, "template": templates[cid]})
 
     metric = METRICS.get("class_accuracy")()
-    with pytest.raises(WmbenchError, match="prepare"):
+    with pytest.raises(BadInput, match="prepare"):
         metric.score(idp(["a"], ["a"], [{"class_id": "0"}]))
     metric.prepare("idp", [t(0, "0"), t(1, "1"), t(2, "2")])
     preds = ["pushing a cup from left to right", "Pushing a cup from left to right", "put a pen on the desk",

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.errors import WmbenchError
-from benchmark.metrics import METRICS, weights
+from wmbench.core.errors import BadInput
+from wmbench.metrics import METRICS, weights
 
 
 @pytest.fixture
@@ -98,9 +98,9 @@ def test_cli_function(capsys, empty_caches, tmp_path):
     assert "missing" in capsys.readouterr().out
     assert weights.main("fetch", ["dinov2-small"], tmp_path / "w") == 2  # offline: clear failure
     assert "cannot download weights dinov2-small" in capsys.readouterr().out
-    with pytest.raises(WmbenchError, match="unknown weights id"):
+    with pytest.raises(BadInput, match="unknown weights id"):
         weights.main("verify", ["nope"])
-    with pytest.raises(WmbenchError, match="unknown subcommand"):
+    with pytest.raises(BadInput, match="unknown subcommand"):
         weights.main("frobnicate")
 
 
@@ -112,7 +112,7 @@ def test_metric_without_weights_is_unavailable(name, empty_caches):
     assert not ok and "not found" in reason and "wmbench weights fetch" in reason
     # weight records still say which file is missing (sha256 None), never a made-up hash
     assert all(r["sha256"] is None or r["path"] for r in metric.weights_info())
-    with pytest.raises(WmbenchError):  # scoring anyway refuses instead of using random weights
+    with pytest.raises(BadInput):  # scoring anyway refuses instead of using random weights
         if metric.set_level:
             metric.score_set([], [])
             metric.extractor()

@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from benchmark.errors import SampleError, WmbenchError
-from benchmark.models.api import OpenAIChatModel, OpenAIScoringModel
-from benchmark.types import Batch
+from wmbench.core.errors import SampleError, BadInput
+from wmbench.models.api import OpenAIChatModel, OpenAIScoringModel
+from wmbench.core.types import Batch
 
 KEY = "sk-test-secret-0123456789"
 
@@ -185,5 +185,5 @@ def test_capabilities_and_key_hygiene(server):
     assert "action_logprob" not in OpenAIChatModel.capabilities()
     assert OpenAIScoringModel.capabilities() == ("predict_next", "infer_action", "action_logprob", "answer")
     assert KEY not in json.dumps(model(server).fingerprint())
-    with pytest.raises(WmbenchError, match="environment variable"):
+    with pytest.raises(BadInput, match="environment variable"):
         OpenAIChatModel(model="m", api_key_env="sk-abc-123")

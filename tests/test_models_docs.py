@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmark.models import ModelCard, instantiate
-from benchmark.registry import Registry
-from benchmark.types import Batch
+from wmbench.models import ModelCard, instantiate
+from wmbench.core.registry import Registry
+from wmbench.core.types import Batch
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "adding-a-model.md"
 
@@ -27,7 +27,7 @@ def test_example_adapter_runs(tmp_path, monkeypatch):
     registry.register("shift", "shift_plugin:ShiftModel")
     cls = registry.get("shift")
     assert cls.capabilities() == ("predict_next",)
-    from benchmark.models import MODELS
+    from wmbench.models import MODELS
 
     monkeypatch.setitem(MODELS._targets, "shift", "shift_plugin:ShiftModel")
     model = instantiate(ModelCard(name="shift-8", adapter="shift", args={"pixels": 8}))
@@ -44,8 +44,8 @@ def test_example_adapter_runs(tmp_path, monkeypatch):
 def test_model_modules_import_without_torch():
     import subprocess
 
-    code = ("import sys; import benchmark.models.hf_vlm, benchmark.models.unified, benchmark.models.editors, "
-            "benchmark.models.api, benchmark.models.verified, benchmark.models.chameleon_vq; "
+    code = ("import sys; import wmbench.models.hf_vlm, wmbench.models.unified, wmbench.models.editors, "
+            "wmbench.models.api, wmbench.models.verified, wmbench.models.chameleon_vq; "
             "heavy = [m for m in ('torch', 'transformers', 'diffusers') if m in sys.modules]; "
             "assert not heavy, heavy")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])

@@ -11,11 +11,11 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 import tiny_models  # noqa: E402
 
-from benchmark.errors import WmbenchError  # noqa: E402
-from benchmark.models import MODELS  # noqa: E402
-from benchmark.models._hf import torch_generator  # noqa: E402
-from benchmark.models.editors import DiffusersEditor, InstructPix2PixEditor  # noqa: E402
-from benchmark.types import Batch  # noqa: E402
+from wmbench.core.errors import BadInput  # noqa: E402
+from wmbench.models import MODELS  # noqa: E402
+from wmbench.models._hf import torch_generator  # noqa: E402
+from wmbench.models.editors import DiffusersEditor, InstructPix2PixEditor  # noqa: E402
+from wmbench.core.types import Batch  # noqa: E402
 
 ARGS = {"steps": 3, "resolution": 32, "guidance": 5.0, "image_guidance": 1.3}
 
@@ -75,7 +75,7 @@ def test_generic_adapter_reads_class_from_model_index(folder):
     out = model.predict_next(make_batch(1), n=1)
     assert type(model._pipe).__name__ == "StableDiffusionInstructPix2PixPipeline"
     assert out[0][0].shape == (40, 50, 3)
-    with pytest.raises(WmbenchError, match="takes no argument"):
+    with pytest.raises(BadInput, match="takes no argument"):
         DiffusersEditor(path=str(folder), not_a_call_arg=1, **ARGS).predict_next(make_batch(1))
-    with pytest.raises(WmbenchError, match="no pipeline class"):
+    with pytest.raises(BadInput, match="no pipeline class"):
         DiffusersEditor(path=str(folder), pipeline="NoSuchPipeline").predict_next(make_batch(1))

@@ -12,10 +12,10 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 import tiny_models  # noqa: E402
 
-from benchmark.errors import WmbenchError  # noqa: E402
-from benchmark.models import MODELS  # noqa: E402
-from benchmark.models.hf_vlm import HFVisionLanguageModel  # noqa: E402
-from benchmark.types import Batch  # noqa: E402
+from wmbench.core.errors import BadInput  # noqa: E402
+from wmbench.models import MODELS  # noqa: E402
+from wmbench.models.hf_vlm import HFVisionLanguageModel  # noqa: E402
+from wmbench.core.types import Batch  # noqa: E402
 
 FAMILIES = ["qwen2_vl", "llava_onevision", "idefics3"]
 ACTIONS = ["move the red block to the left", "open", "push the cup forward"]
@@ -107,10 +107,10 @@ def test_answer_takes_any_number_of_images(model):
 
 
 def test_bad_args_and_missing_checkpoint(tmp_path):
-    with pytest.raises(WmbenchError, match="logprob_reduction"):
+    with pytest.raises(BadInput, match="logprob_reduction"):
         HFVisionLanguageModel(path="x", logprob_reduction="max")
     missing = HFVisionLanguageModel(path=str(tmp_path / "nothing-here"))
-    with pytest.raises(WmbenchError, match="cannot load"):
+    with pytest.raises(BadInput, match="cannot load"):
         missing.infer_action(make_batch(1))
 
 

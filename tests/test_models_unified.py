@@ -11,9 +11,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 import tiny_models  # noqa: E402
 
-from benchmark.errors import WmbenchError  # noqa: E402
-from benchmark.models.unified import ChameleonWorldModel, Emu3WorldModel, JanusWorldModel  # noqa: E402
-from benchmark.types import Batch  # noqa: E402
+from wmbench.core.errors import BadInput  # noqa: E402
+from wmbench.models.unified import ChameleonWorldModel, Emu3WorldModel, JanusWorldModel  # noqa: E402
+from wmbench.core.types import Batch  # noqa: E402
 
 CASES = {"janus": (JanusWorldModel, {}), "chameleon": (ChameleonWorldModel, {}),
          "emu3": (Emu3WorldModel, {"resolution": 32})}
@@ -102,7 +102,7 @@ def test_chameleon_samples_only_image_tokens_and_needs_decoder(folders, tmp_path
     assert tokens.shape == (4, model._num_steps())
     assert set(tokens.flatten().tolist()) <= set(model.image_ids.tolist())
     bare = tiny_models.build_chameleon(tmp_path / "no-decoder", with_decoder=False)
-    with pytest.raises(WmbenchError, match="VQ decoder"):
+    with pytest.raises(BadInput, match="VQ decoder"):
         ChameleonWorldModel(path=str(bare)).predict_next(make_batch(1))
 
 

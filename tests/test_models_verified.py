@@ -11,10 +11,10 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 import tiny_models  # noqa: E402
 
-from benchmark.errors import WmbenchError  # noqa: E402
-from benchmark.models import instantiate, resolve_card  # noqa: E402
-from benchmark.models.verified import VerifiedModel  # noqa: E402
-from benchmark.types import Batch  # noqa: E402
+from wmbench.core.errors import BadInput  # noqa: E402
+from wmbench.models import instantiate, resolve_card  # noqa: E402
+from wmbench.models.verified import VerifiedModel  # noqa: E402
+from wmbench.core.types import Batch  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -80,13 +80,13 @@ def test_select_reuses_stored_draws_for_smaller_n():
 
 
 def test_bad_configurations(folders):
-    with pytest.raises(WmbenchError, match="cannot action_logprob"):
+    with pytest.raises(BadInput, match="cannot action_logprob"):
         VerifiedModel(sampler="copy", verifier="majority")
-    with pytest.raises(WmbenchError, match="cannot predict_next"):
+    with pytest.raises(BadInput, match="cannot predict_next"):
         VerifiedModel(sampler="majority", verifier="hf-vlm", **{"verifier.path": str(folders["qwen"])})
-    with pytest.raises(WmbenchError, match="n must be"):
+    with pytest.raises(BadInput, match="n must be"):
         VerifiedModel(sampler="copy", verifier="hf-vlm", n=0, **{"verifier.path": "x"})
-    with pytest.raises(WmbenchError, match="bad model args"):
+    with pytest.raises(BadInput, match="bad model args"):
         instantiate(resolve_card("verified", {"sampler": "copy", "verifier": "hf-vlm", "bogus": 1}))
 
 
@@ -99,7 +99,7 @@ def test_fingerprint_covers_both_models(folders):
 def test_wmbench_run_stores_candidates_and_reverifies_without_generating(folders, workspace):
     import json
 
-    from benchmark.cli import main
+    from wmbench.cli import main
 
     def samples(run):
         return {s["sample_id"]: s for s in map(json.loads, (run / "samples.jsonl").read_text().splitlines())}
@@ -135,5 +135,5 @@ def test_wmbench_run_stores_candidates_and_reverifies_without_generating(folders
     card = json.loads((second / "results.json").read_text())["model"]["card"]
     assert card["args"]["candidates_from"] == str(first)
 
-    with pytest.raises(WmbenchError, match="either 'sampler'"):
+    with pytest.raises(BadInput, match="either 'sampler'"):
         VerifiedModel(verifier="hf-vlm", **{"verifier.path": str(folders["qwen"])})

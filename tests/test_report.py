@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from benchmark.cli import main
+from wmbench.cli import main
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from benchmark.cli import main
-from benchmark.results import RESULTS_SCHEMA
+from wmbench.cli import main
+from wmbench.run.results import RESULTS_SCHEMA
 
 
 def run_cli(*argv: str) -> int:
@@ -147,7 +147,7 @@ def test_missing_image_fails_one_sample(workspace):
 
 def slow_copy_command(out: Path) -> list[str]:
     """`wmbench run` in a subprocess with the slow test adapter, two samples per batch."""
-    return [sys.executable, "-m", "benchmark.cli", "run", "--no-progress", "--tasks", "pairs_fdp",
+    return [sys.executable, "-m", "wmbench.cli", "run", "--no-progress", "--tasks", "pairs_fdp",
             "--model", "helper_models:SlowCopyModel", "--batch-size", "2", "--output", str(out)]
 
 
@@ -208,7 +208,7 @@ def test_model_name_names_the_row(workspace):
 
 
 def test_claims_of_dead_or_zombie_processes_are_void():
-    from benchmark.store import _owner_alive, _owner_id
+    from wmbench.log.store import _owner_alive, _owner_id
 
     me = _owner_id()
     host = me.split(":")[0]

@@ -8,9 +8,9 @@ import json
 import numpy as np
 import pytest
 
-from benchmark.cli import main
-from benchmark.metrics import METRICS
-from benchmark.metrics.base import Metric
+from wmbench.cli import main
+from wmbench.metrics import METRICS
+from wmbench.metrics.base import Metric
 
 TASK = """\
 name: pairs_plus

@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.cli import main
-from benchmark.data.frames import FrameSelection, select_keyframes
-from benchmark.errors import SpecError, WmbenchError
-from benchmark.models import parse_model_args, resolve_card
-from benchmark.tasks import TASKS_DIR, load_task, resolve_tasks
+from wmbench.cli import main
+from wmbench.core.frames import FrameSelection
+from wmbench.core.frames import select_keyframes
+from wmbench.core.errors import SpecError, BadInput
+from wmbench.models import parse_model_args, resolve_card
+from wmbench.core.tasks import TASKS_DIR, load_task, resolve_tasks
 
 GOOD = """\
 name: t
@@ -79,15 +80,15 @@ def test_every_shipped_task_and_card_validates():
 
 def test_default_suite_and_unknown_names():
     assert {t.name for t in resolve_tasks(["default"])} >= {"metaworld_fdp", "metaworld_idp"}
-    with pytest.raises(WmbenchError, match="did you mean 'metaworld_fdp'"):
+    with pytest.raises(BadInput, match="did you mean 'metaworld_fdp'"):
         resolve_tasks(["metaworld_fpd"])
-    with pytest.raises(WmbenchError, match="unknown model 'coppy'.*did you mean 'copy'"):
+    with pytest.raises(BadInput, match="unknown model 'coppy'.*did you mean 'copy'"):
         resolve_card("coppy")
 
 
 def test_model_args_parsing_and_card_merge():
     assert parse_model_args("radius=2, name=x,flag=true,t=0.7") == {"radius": 2, "name": "x", "flag": True, "t": 0.7}
-    with pytest.raises(WmbenchError, match="key=value"):
+    with pytest.raises(BadInput, match="key=value"):
         parse_model_args("radius")
     card = resolve_card("blur", {"radius": 1})
     assert card.args == {"radius": 1} and card.fingerprint != resolve_card("blur").fingerprint
@@ -106,7 +107,7 @@ def test_frame_selection_modes():
 
 
 def test_light_commands_do_not_import_heavy_libraries():
-    code = ("import sys; from benchmark.cli import main; "
+    code = ("import sys; from wmbench.cli import main; "
             "[main(a) for a in (['list', 'tasks'], ['list', 'models'], ['list', 'metrics'])]; "
             "heavy = [m for m in ('torch', 'transformers', 'open_clip', 'diffusers', 'mujoco', 'av', 'pyarrow', "
             "'lpips', 'sentence_transformers') "

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from benchmark import stats
-from benchmark.cli import main
+from wmbench.analysis import stats
+from wmbench.cli import main
 
 
 def _data(n: int, seed: int = 3) -> np.ndarray:
@@ -148,7 +148,7 @@ def test_compare_prints_a_paired_test(workspace, capsys):
 
 
 def test_compare_refuses_runs_without_common_samples(workspace, capsys):
-    from benchmark.selection import _rank
+    from wmbench.run.selection import _rank
 
     ids = [f"pair{i:03d}" for i in range(12)]
     top = {seed: set(sorted(ids, key=lambda s: _rank(seed, s))[:3]) for seed in range(40)}

@@ -228,7 +228,7 @@ def build_chameleon(folder: Path, seed: int = 0, with_decoder: bool = True) -> P
     from transformers import (ChameleonConfig, ChameleonForConditionalGeneration, ChameleonImageProcessor,
                               ChameleonProcessor)
 
-    from benchmark.models.chameleon_vq import build_decoder
+    from wmbench.models.chameleon_vq import build_decoder
 
     codebook = 16
     specials = ["<s>", "</s>", "<pad>", "<image>", "<racm3:break>", "<eoss>"]

@@ -11,23 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..registry import Registry
-
-FORMATS: Registry = Registry("dataset format", "wmbench.formats")
-FORMATS.register("lerobot", "benchmark.data.lerobot:read")
-FORMATS.register("metaworld", "benchmark.data.metaworld:read")
-FORMATS.register("jsonl", "benchmark.data.jsonl:read")
-FORMATS.register("aurora", "benchmark.data.aurora:read")
-FORMATS.register("ssv2", "benchmark.data.ssv2:read")
-FORMATS.register("epic", "benchmark.data.epic:read")
-FORMATS.register("ego4d", "benchmark.data.ego4d:read")
-FORMATS.register("rlds", "benchmark.data.rlds:read")
-FORMATS.register("libero", "benchmark.data.libero:read")
-FORMATS.register("calvin", "benchmark.data.calvin:read")
-FORMATS.register("bridge", "benchmark.data.bridge:read")
-
-GENERATORS: Registry = Registry("dataset generator", "wmbench.generators")
-GENERATORS.register("metaworld", "benchmark.data.metaworld:generate")
+from ..core.registry import FORMATS, GENERATORS
 
 DEFAULT_DATA_DIR = Path("~/.cache/wmbench/data")
 

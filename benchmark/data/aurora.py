@@ -26,10 +26,10 @@ import re
 from pathlib import Path, PurePosixPath
 from typing import Any, Iterator
 
-from ..errors import SampleError, WmbenchError
-from ..types import LazyImage, Transition
+from ..core.errors import SampleError, BadInput
+from ..core.types import LazyImage, Transition
 from .common import FormatError, check_options, decode_image, option_file, safe_join
-from .frames import FrameSelection
+from ..core.frames import FrameSelection
 
 FORMAT = "aurora"
 DATASET = "aurora-bench"
@@ -78,13 +78,13 @@ def load_entries(path: Path) -> list:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise WmbenchError(f"cannot read {path}: {exc.strerror or exc}") from exc
+        raise BadInput(f"cannot read {path}: {exc.strerror or exc}") from exc
     stripped = text.lstrip()
     if stripped.startswith("["):
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise WmbenchError(f"{path}: malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from exc
+            raise BadInput(f"{path}: malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from exc
         return data
     entries = []
     for lineno, line in enumerate(text.splitlines(), start=1):
@@ -93,7 +93,7 @@ def load_entries(path: Path) -> list:
         try:
             entries.append(json.loads(line))
         except json.JSONDecodeError as exc:
-            raise WmbenchError(f"{path}: line {lineno} is not valid JSON: {exc.msg} (column {exc.colno})") from exc
+            raise BadInput(f"{path}: line {lineno} is not valid JSON: {exc.msg} (column {exc.colno})") from exc
     return entries
 
 
@@ -145,10 +145,10 @@ def _subsets(value: Any) -> set[str] | None:
         return None
     names = [value] if isinstance(value, str) else list(value) if isinstance(value, (list, tuple)) else None
     if names is None or not all(isinstance(n, str) for n in names):
-        raise WmbenchError(f"format '{FORMAT}': option 'subset' must be a task name or a list of them, got {value!r}")
+        raise BadInput(f"format '{FORMAT}': option 'subset' must be a task name or a list of them, got {value!r}")
     unknown = sorted(set(names) - set(TASKS))
     if unknown:
-        raise WmbenchError(f"format '{FORMAT}': unknown subset(s) {unknown}; known: {', '.join(TASKS)}")
+        raise BadInput(f"format '{FORMAT}': unknown subset(s) {unknown}; known: {', '.join(TASKS)}")
     return set(names)
 
 

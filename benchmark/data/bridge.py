@@ -30,11 +30,11 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from ..errors import SampleError, WmbenchError
-from ..types import LazyImage, Transition
+from ..core.errors import SampleError, BadInput
+from ..core.types import LazyImage, Transition
 from .calvin import require_trusted_pickle
 from .common import FormatError, check_options, decode_image, describe_folder
-from .frames import FrameSelection
+from ..core.frames import FrameSelection
 
 FORMAT = "bridge"
 OPTIONS = {"camera": "images0", "trust_pickle": False, "action_vectors": True, "latency_shift": True,
@@ -105,7 +105,7 @@ def read(root: Path, spec: Any, frames: FrameSelection) -> Iterator[Transition]:
     options = check_options(FORMAT, dict(spec.options), OPTIONS)
     for name in ("action_vectors", "latency_shift", "keep_unlabelled"):
         if not isinstance(options[name], bool):
-            raise WmbenchError(f"bridge option {name} must be true or false, got {options[name]!r}")
+            raise BadInput(f"bridge option {name} must be true or false, got {options[name]!r}")
     camera = str(options["camera"])
     trajectories = find_trajectories(root, camera)
     if options["action_vectors"]:

@@ -28,10 +28,10 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from ..errors import SampleError, WmbenchError
-from ..types import LazyImage, Transition
+from ..core.errors import SampleError, BadInput
+from ..core.types import LazyImage, Transition
 from .common import FormatError, check_options, describe_folder
-from .frames import FrameSelection
+from ..core.frames import FrameSelection
 
 FORMAT = "calvin"
 OPTIONS = {"trust_pickle": False, "camera": "rgb_static", "action_key": "rel_actions"}
@@ -43,9 +43,9 @@ def require_trusted_pickle(fmt: str, options: dict, path: Path, what: str, alter
     """Refuse to unpickle unless the task or the user opted in (exit 2, saying how to allow it)."""
     value = options.get("trust_pickle", False)
     if not isinstance(value, bool):
-        raise WmbenchError(f"format '{fmt}': option trust_pickle must be true or false, got {value!r}")
+        raise BadInput(f"format '{fmt}': option trust_pickle must be true or false, got {value!r}")
     if not value:
-        raise WmbenchError(
+        raise BadInput(
             f"format '{fmt}': {what} come from {path}, a Python pickle; unpickling a file can run any code "
             f"it contains, so wmbench loads pickles only when you trust where the dataset came from: set "
             f"`trust_pickle: true` under dataset.options in the task YAML (or in your own copy of the task)"
@@ -117,9 +117,9 @@ def read(root: Path, spec: Any, frames: FrameSelection) -> Iterator[Transition]:
     if not ann_path.is_file():
         raise FormatError(FORMAT, split_dir, expected, describe_folder(split_dir))
     if options["camera"] not in ("rgb_static", "rgb_gripper"):
-        raise WmbenchError(f"calvin option camera: expected rgb_static or rgb_gripper, got {options['camera']!r}")
+        raise BadInput(f"calvin option camera: expected rgb_static or rgb_gripper, got {options['camera']!r}")
     if options["action_key"] not in ("rel_actions", "actions", None):
-        raise WmbenchError(f"calvin option action_key: expected rel_actions, actions or null, "
+        raise BadInput(f"calvin option action_key: expected rel_actions, actions or null, "
                            f"got {options['action_key']!r}")
     require_trusted_pickle(FORMAT, options, ann_path, "the language annotations")
     anns, tasks, windows = load_annotations(ann_path)

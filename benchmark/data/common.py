@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import SampleError, WmbenchError
+from ..core.errors import SampleError, BadInput
 
 
-class FormatError(WmbenchError):
+class FormatError(BadInput):
     """A folder is not the format it claims to be (exit 2): says what was expected and found."""
 
     def __init__(self, fmt: str, root: Path, expected: str, found: str):
@@ -45,7 +45,7 @@ def option_file(fmt: str, root: Path, name: str, what: str) -> Path:
     try:
         path = safe_join(root, name, what="option 'file'")
     except SampleError as exc:
-        raise WmbenchError(str(exc)) from None
+        raise BadInput(str(exc)) from None
     if not path.is_file():
         raise FormatError(fmt, root, f"{what} {name}", describe_folder(root))
     return path
@@ -67,9 +67,9 @@ def decode_image(data: bytes | Path, origin: str) -> np.ndarray:
 
 def check_options(fmt: str, options: dict, allowed: dict) -> dict:
     """`options` merged over the defaults in `allowed` ({name: default}); an unknown option is a
-    WmbenchError naming it and the options the format knows."""
+    BadInput naming it and the options the format knows."""
     unknown = sorted(set(options) - set(allowed))
     if unknown:
-        raise WmbenchError(f"format '{fmt}': unknown option(s) {', '.join(map(repr, unknown))}; "
+        raise BadInput(f"format '{fmt}': unknown option(s) {', '.join(map(repr, unknown))}; "
                            f"known: {', '.join(sorted(allowed)) or 'none'}")
     return {**allowed, **options}

@@ -37,11 +37,11 @@ import re
 from pathlib import Path
 from typing import Any, Iterator
 
-from ..errors import SampleError, WmbenchError
-from ..types import LazyImage, Transition
+from ..core.errors import SampleError, BadInput
+from ..core.types import LazyImage, Transition
 from . import video
 from .common import FormatError, check_options, decode_image, describe_folder, safe_join
-from .frames import FrameSelection
+from ..core.frames import FrameSelection
 
 FORMAT = "ego4d"
 DATASET = "ego4d-fho"
@@ -64,9 +64,9 @@ def clean_narration(text: str) -> str:
 def read(root: Path, spec: Any, frames: FrameSelection) -> Iterator[Transition]:
     options = check_options(FORMAT, dict(spec.options), OPTIONS)
     if options["pair"] not in PAIRS:
-        raise WmbenchError(f"format '{FORMAT}': option 'pair' must be one of {list(PAIRS)}, got {options['pair']!r}")
+        raise BadInput(f"format '{FORMAT}': option 'pair' must be one of {list(PAIRS)}, got {options['pair']!r}")
     if options["media"] not in ("video", "clip", "frames"):
-        raise WmbenchError(f"format '{FORMAT}': option 'media' must be video, clip or frames, got {options['media']!r}")
+        raise BadInput(f"format '{FORMAT}': option 'media' must be video, clip or frames, got {options['media']!r}")
     data = _load(root, str(options["file"]))
     first, second = PAIRS[options["pair"]]
     media = options["media"]
@@ -129,7 +129,7 @@ def _frame_file(root: Path, template: str, video_uid: str, clip_uid: str | None,
     try:
         relative = template.format(video_uid=video_uid, clip_uid=clip_uid, frame=frame)
     except (KeyError, IndexError, ValueError) as exc:
-        raise WmbenchError(f"format '{FORMAT}': option 'frames_template' {template!r} is not a valid template "
+        raise BadInput(f"format '{FORMAT}': option 'frames_template' {template!r} is not a valid template "
                            f"(fields: video_uid, clip_uid, frame): {exc}") from None
 
     def load():
@@ -146,7 +146,7 @@ def _media_dir(root: Path, media: str, options: dict) -> Path | None:
         try:
             folder = safe_join(root, str(option), what=f"option '{'clip_dir' if media == 'clip' else 'video_dir'}'")
         except SampleError as exc:
-            raise WmbenchError(str(exc)) from None
+            raise BadInput(str(exc)) from None
         return folder
     for name in CLIP_DIRS if media == "clip" else VIDEO_DIRS:
         if (root / name).is_dir() and next((root / name).glob("*.mp4"), None) is not None:
@@ -158,14 +158,14 @@ def _load(root: Path, name: str) -> dict:
     try:
         candidates = [safe_join(root, str(Path(d) / name), what="option 'file'") for d in ANNOTATION_DIRS]
     except SampleError as exc:
-        raise WmbenchError(str(exc)) from None
+        raise BadInput(str(exc)) from None
     path = next((p for p in candidates if p.is_file()), None)
     if path is None:
         raise FormatError(FORMAT, root, f"{name} (in the root or annotations/)", describe_folder(root))
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
-        raise WmbenchError(f"{path}: malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+        raise BadInput(f"{path}: malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
     if not isinstance(data, dict) or not isinstance(data.get("videos"), list):
         raise FormatError(FORMAT, root, f"{path.name} to be an object with a 'videos' list",
                           f"{type(data).__name__} with keys {sorted(data)[:8] if isinstance(data, dict) else '-'}")

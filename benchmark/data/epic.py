@@ -31,11 +31,11 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from ..errors import SampleError, WmbenchError
-from ..types import LazyImage, Transition
+from ..core.errors import SampleError, BadInput
+from ..core.types import LazyImage, Transition
 from . import video
 from .common import FormatError, check_options, decode_image, describe_folder
-from .frames import FrameSelection
+from ..core.frames import FrameSelection
 
 FORMAT = "epic"
 DATASET = "epic-kitchens-100"
@@ -52,7 +52,7 @@ def read(root: Path, spec: Any, frames: FrameSelection) -> Iterator[Transition]:
     options = check_options(FORMAT, dict(spec.options), OPTIONS)
     if spec.split not in SPLITS:
         hint = " (EPIC_100_test_timestamps.csv has no narrations to evaluate against)" if spec.split == "test" else ""
-        raise WmbenchError(f"format '{FORMAT}': unknown split '{spec.split}'; known: train, validation{hint}")
+        raise BadInput(f"format '{FORMAT}': unknown split '{spec.split}'; known: train, validation{hint}")
     csv_path = _annotation_file(root, f"EPIC_100_{SPLITS[spec.split]}.csv")
     rows = load_rows(root, csv_path)
     fps_table, fps_source = _fps_table(csv_path.parent, rows)
@@ -128,11 +128,11 @@ def frame_source(root: Path, participant: str, video_id: str, layouts: tuple[str
         try:
             relative = layout.format(participant_id=participant, video_id=video_id)
         except (KeyError, IndexError, ValueError) as exc:
-            raise WmbenchError(f"format '{FORMAT}': option 'frames_layout' {layout!r} is not a valid template "
+            raise BadInput(f"format '{FORMAT}': option 'frames_layout' {layout!r} is not a valid template "
                                f"(fields: participant_id, video_id): {exc}") from None
         folder = root / relative
         if not folder.resolve().is_relative_to(root.resolve()):
-            raise WmbenchError(f"format '{FORMAT}': frames layout {layout!r} leaves the dataset root {root}")
+            raise BadInput(f"format '{FORMAT}': frames layout {layout!r} leaves the dataset root {root}")
         if folder.is_dir():
             return FrameSource(root, video_id, folder, False, tried)
         tar = folder.with_name(folder.name + ".tar")
@@ -222,7 +222,7 @@ def load_rows(root: Path, path: Path) -> list[dict]:
                     if row.get(key) not in (None, ""):
                         row[key] = int(row[key])
             except ValueError as exc:
-                raise WmbenchError(f"{path}: line {lineno}: {exc}") from None
+                raise BadInput(f"{path}: line {lineno}: {exc}") from None
             for key in ("all_nouns", "all_noun_classes"):
                 row[key] = _literal(row.get(key))
             rows.append(row)

@@ -16,9 +16,9 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
-from ..errors import EXIT_OK, EXIT_SAMPLES_FAILED, SampleError
-from ..types import Transition
-from .frames import FrameSelection
+from ..core.errors import EXIT_OK, EXIT_SAMPLES_FAILED, SampleError
+from ..core.types import Transition
+from ..core.frames import FrameSelection
 
 #: The split a format is inspected on when the options name none (the published splits differ).
 DEFAULT_SPLITS = {"ssv2": "validation", "epic": "validation", "ego4d": "all", "rlds": "train", "calvin": "validation"}
@@ -31,10 +31,10 @@ def transitions(fmt: str, root: Path, options: dict[str, Any] | None = None,
     """The first `limit` transitions the `fmt` reader yields for `root` (reader order).
 
     `options` are the format's dataset options; the key "split" selects the split."""
-    from ..tasks import DatasetSpec
+    from ..core.tasks import DatasetSpec
     from . import FORMATS
 
-    reader = FORMATS.get(fmt)  # unknown format: WmbenchError listing the known ones
+    reader = FORMATS.get(fmt)  # unknown format: BadInput listing the known ones
     options = dict(options or {})
     split = str(options.pop("split", DEFAULT_SPLITS.get(fmt, "test")))
     spec = DatasetSpec(format=fmt, subfolder=Path(root).name or "data", split=split, options=options)
@@ -107,7 +107,7 @@ def main(fmt: str, root: str | Path, options: dict[str, Any] | None, frames: Fra
     """CLI body of `wmbench data inspect`: JSON lines on stdout, optional contact sheet.
 
     Returns 0, or 1 when some image of the sheet failed to load; bad usage or a folder that is not
-    the format raises WmbenchError (exit 2 in the CLI)."""
+    the format raises BadInput (exit 2 in the CLI)."""
     items = transitions(fmt, Path(root), options, frames, limit)
     for t in items:
         print(json.dumps(t.describe(), default=str, ensure_ascii=False))

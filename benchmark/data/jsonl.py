@@ -6,7 +6,7 @@ are required, the rest optional (`target` absent or null: no target frame). Imag
 to the dataset root and may not leave it. Blank lines and lines starting with `//` are skipped.
 
 Options: `file` (default "pairs.jsonl"). sample_id: `id`, else "line<N>" (N = 1-based line number).
-A malformed line, a missing required field or a repeated id is a WmbenchError naming the file and the
+A malformed line, a missing required field or a repeated id is a BadInput naming the file and the
 line (exit 2) before any work starts; a missing or corrupt image fails only its sample.
 """
 
@@ -18,11 +18,11 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from ..errors import WmbenchError
-from ..types import Transition
+from ..core.errors import BadInput
+from ..core.types import Transition
 from .aurora import image
 from .common import check_options, option_file
-from .frames import FrameSelection
+from ..core.frames import FrameSelection
 
 FORMAT = "jsonl"
 OPTIONS = {"file": "pairs.jsonl"}
@@ -36,7 +36,7 @@ def read(root: Path, spec: Any, frames: FrameSelection) -> Iterator[Transition]:
     for lineno, record in _records(path):
         sample_id = str(record.get("id", f"line{lineno}"))
         if sample_id in seen:
-            raise WmbenchError(f"{path}: line {lineno}: id '{sample_id}' already used on line {seen[sample_id]}")
+            raise BadInput(f"{path}: line {lineno}: id '{sample_id}' already used on line {seen[sample_id]}")
         seen[sample_id] = lineno
         where = f"line {lineno} of {path.name}"
         meta = dict(record.get("meta") or {})
@@ -71,7 +71,7 @@ def _records(path: Path) -> Iterator[tuple[int, dict]]:
             try:
                 record = json.loads(text)
             except json.JSONDecodeError as exc:
-                raise WmbenchError(f"{path}: line {lineno} is not valid JSON: {exc.msg} (column {exc.colno})") from None
+                raise BadInput(f"{path}: line {lineno} is not valid JSON: {exc.msg} (column {exc.colno})") from None
             _check(path, lineno, record)
             records.append((lineno, record))
     return iter(records)
@@ -80,20 +80,20 @@ def _records(path: Path) -> Iterator[tuple[int, dict]]:
 def _check(path: Path, lineno: int, record: Any) -> None:
     where = f"{path}: line {lineno}"
     if not isinstance(record, dict):
-        raise WmbenchError(f"{where}: expected a JSON object, got {type(record).__name__}")
+        raise BadInput(f"{where}: expected a JSON object, got {type(record).__name__}")
     unknown = sorted(set(record) - FIELDS)
     if unknown:
-        raise WmbenchError(f"{where}: unknown field(s) {unknown}; allowed: {', '.join(sorted(FIELDS))}")
+        raise BadInput(f"{where}: unknown field(s) {unknown}; allowed: {', '.join(sorted(FIELDS))}")
     for name in ("source", "action"):
         if not isinstance(record.get(name), str) or not record[name].strip():
-            raise WmbenchError(f"{where}: field '{name}' is required and must be a non-empty string")
+            raise BadInput(f"{where}: field '{name}' is required and must be a non-empty string")
     if "target" in record and record["target"] is not None and not isinstance(record["target"], str):
-        raise WmbenchError(f"{where}: field 'target' must be a path or null")
+        raise BadInput(f"{where}: field 'target' must be a path or null")
     if "meta" in record and not isinstance(record["meta"], (dict, type(None))):
-        raise WmbenchError(f"{where}: field 'meta' must be an object")
+        raise BadInput(f"{where}: field 'meta' must be an object")
     for name in ("id", "episode_id"):
         if name in record and not isinstance(record[name], (str, int)):
-            raise WmbenchError(f"{where}: field '{name}' must be a string or an integer")
+            raise BadInput(f"{where}: field '{name}' must be a string or an integer")
 
 
 def _vector(path: Path, lineno: int, value: Any) -> np.ndarray | None:
@@ -104,5 +104,5 @@ def _vector(path: Path, lineno: int, value: Any) -> np.ndarray | None:
     except (TypeError, ValueError):
         vector = None
     if vector is None or vector.ndim != 1:
-        raise WmbenchError(f"{path}: line {lineno}: 'action_vector' must be a list of numbers")
+        raise BadInput(f"{path}: line {lineno}: 'action_vector' must be a list of numbers")
     return vector

@@ -35,11 +35,11 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from ..errors import SampleError, WmbenchError
-from ..types import LazyImage, Transition
+from ..core.errors import SampleError, BadInput
+from ..core.types import LazyImage, Transition
 from . import video
 from .common import FormatError, check_options, decode_image, describe_folder, safe_join
-from .frames import FrameSelection
+from ..core.frames import FrameSelection
 
 FORMAT = "lerobot"
 OPTIONS = {"camera": None, "episodes": None, "action_text": "task"}
@@ -105,7 +105,7 @@ class Pair:
 def read(root: Path, spec: Any, frames: FrameSelection) -> Iterator[Transition]:
     options = check_options(FORMAT, dict(spec.options), OPTIONS)
     if options["action_text"] != "task":
-        raise WmbenchError(f"format '{FORMAT}': option 'action_text' must be 'task', got {options['action_text']!r}")
+        raise BadInput(f"format '{FORMAT}': option 'action_text' must be 'task', got {options['action_text']!r}")
     ds = open_dataset(root)
     camera = pick_camera(ds, options["camera"])
     for pair in iter_pairs(ds, frames, camera, select_episodes(ds, options["episodes"], spec.split)):
@@ -130,7 +130,7 @@ def make_transition(ds: Dataset, pair: Pair, spec: Any, frames: FrameSelection, 
 # ----------------------------------------------------------------------------- metadata
 
 def open_dataset(root: Path) -> Dataset:
-    """Read meta/ of a LeRobot dataset: FormatError when it is not one, WmbenchError for a version
+    """Read meta/ of a LeRobot dataset: FormatError when it is not one, BadInput for a version
     this reader does not support."""
     root = Path(root)
     info_path = root / "meta" / "info.json"
@@ -141,7 +141,7 @@ def open_dataset(root: Path) -> Dataset:
         raise FormatError(FORMAT, root, "meta/info.json with 'features' and 'fps'", str(info)[:200])
     version = str(info.get("codebase_version", ""))
     if version not in VERSIONS:
-        raise WmbenchError(f"{root}: LeRobot codebase_version {version or '(missing)'!r} is not supported; "
+        raise BadInput(f"{root}: LeRobot codebase_version {version or '(missing)'!r} is not supported; "
                            f"supported: {', '.join(VERSIONS)} (convert older datasets with LeRobot's "
                            "conversion scripts)")
     if version == "v3.0":
@@ -257,7 +257,7 @@ def pick_camera(ds: Dataset, camera: str | None) -> str:
     if camera is None:
         return keys[0]
     if camera not in keys:
-        raise WmbenchError(f"format '{FORMAT}': option 'camera' {camera!r} is not a visual feature of "
+        raise BadInput(f"format '{FORMAT}': option 'camera' {camera!r} is not a visual feature of "
                            f"{ds.root}; known: {', '.join(keys)}")
     return camera
 
@@ -274,11 +274,11 @@ def select_episodes(ds: Dataset, wanted: Any, split: str) -> list[Episode]:
     if wanted is None:
         return episodes
     if not isinstance(wanted, (list, tuple)) or not all(isinstance(i, int) for i in wanted):
-        raise WmbenchError(f"format '{FORMAT}': option 'episodes' must be a list of episode indices, got {wanted!r}")
+        raise BadInput(f"format '{FORMAT}': option 'episodes' must be a list of episode indices, got {wanted!r}")
     by_index = {e.index: e for e in episodes}
     unknown = [i for i in wanted if i not in by_index]
     if unknown:
-        raise WmbenchError(f"format '{FORMAT}': option 'episodes': no episode(s) {unknown[:10]} in {ds.root} "
+        raise BadInput(f"format '{FORMAT}': option 'episodes': no episode(s) {unknown[:10]} in {ds.root} "
                            f"(split {split!r} has {len(episodes)} episodes)")
     return [by_index[i] for i in sorted(set(wanted))]
 

@@ -34,10 +34,10 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from ..errors import SampleError, WmbenchError
-from ..types import LazyImage, Transition
+from ..core.errors import SampleError, BadInput
+from ..core.types import LazyImage, Transition
 from .common import FormatError, check_options, describe_folder
-from .frames import FrameSelection
+from ..core.frames import FrameSelection
 
 FORMAT = "libero"
 OPTIONS = {"suites": None, "camera": "agentview_rgb", "flip": "auto"}
@@ -64,7 +64,7 @@ def find_files(root: Path, suites: Any = None) -> list[tuple[str, Path]]:
         wanted = [suites] if isinstance(suites, str) else list(suites)
         unknown = [s for s in wanted if s not in found]
         if unknown:
-            raise WmbenchError(f"libero option suites: {unknown} not under {root}; found: {', '.join(found)}")
+            raise BadInput(f"libero option suites: {unknown} not under {root}; found: {', '.join(found)}")
         found = {s: found[s] for s in wanted}
     return [(suite, path) for suite, files in found.items() for path in files]
 
@@ -93,7 +93,7 @@ def should_flip(option: Any, convention: str | None) -> bool:
         return convention != "opencv"
     if isinstance(option, bool):
         return option
-    raise WmbenchError(f"libero option flip: expected auto, true or false, got {option!r}")
+    raise BadInput(f"libero option flip: expected auto, true or false, got {option!r}")
 
 
 class _EpisodeFrames:

@@ -14,7 +14,7 @@ a LeRobot v3.0 dataset (see lerobot_write.py) with:
   goal variation and success step.
 Only episodes where the expert succeeds are kept (a failed goal variation is skipped).
 
-Options (validated, unknown -> WmbenchError): tasks (env names, default DEFAULT_TASKS), episodes
+Options (validated, unknown -> BadInput): tasks (env names, default DEFAULT_TASKS), episodes
 (per task, 4), size (px, 128), seed (0), frame_skip (env steps of 12.5 ms per recorded frame, 2:
 40 fps, episodes of 25-54 frames, 40 on average), max_frames (per episode, 60; an expert that has
 not succeeded by then is dropped), camera ("corner4": arm and objects large in view; any camera of
@@ -59,11 +59,11 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from ..errors import WmbenchError
-from ..registry import did_you_mean
-from ..types import Transition
+from ..core.errors import BadInput
+from ..core.registry import did_you_mean
+from ..core.types import Transition
 from .common import FormatError, check_options, describe_folder
-from .frames import FrameSelection
+from ..core.frames import FrameSelection
 
 FORMAT = "metaworld"
 DEFAULT_TASKS = ("push-v3", "pick-place-v3", "drawer-open-v3", "button-press-v3", "door-open-v3", "reach-v3")
@@ -97,14 +97,14 @@ PLANE_MIN, DOMINANCE, DEPTH_MIN, DEPTH_SHARE, GRIP_MIN = 0.03, 0.4, 0.03, 0.6, 0
 # ----------------------------------------------------------------------------- options
 
 def normalize_options(options: dict | None, check_tasks: bool = True) -> dict:
-    """Generator options merged over the defaults and checked; WmbenchError names a bad one.
+    """Generator options merged over the defaults and checked; BadInput names a bad one.
     `check_tasks` looks the env names up in Meta-World (imports it, and so MuJoCo)."""
     opts = check_options("metaworld generator", dict(options or {}), GENERATOR_OPTIONS)
     tasks = opts["tasks"]
     if isinstance(tasks, str):
         tasks = [t.strip() for t in tasks.split(",") if t.strip()]
     if not isinstance(tasks, (list, tuple)) or not tasks:
-        raise WmbenchError(f"metaworld generator: option 'tasks' must be a non-empty list of env names, got {tasks!r}")
+        raise BadInput(f"metaworld generator: option 'tasks' must be a non-empty list of env names, got {tasks!r}")
     if check_tasks:
         from . import metaworld_sim
 
@@ -113,31 +113,31 @@ def normalize_options(options: dict | None, check_tasks: bool = True) -> dict:
     for name in tasks if check_tasks else ():
         if name not in ENV_POLICY_MAP:
             hint = did_you_mean(str(name), list(ENV_POLICY_MAP))
-            raise WmbenchError(f"metaworld generator: unknown task {name!r}{hint}; "
+            raise BadInput(f"metaworld generator: unknown task {name!r}{hint}; "
                                f"known: {', '.join(sorted(ENV_POLICY_MAP))}")
     if len(set(tasks)) != len(tasks):
-        raise WmbenchError(f"metaworld generator: option 'tasks' lists a task twice: {tasks}")
+        raise BadInput(f"metaworld generator: option 'tasks' lists a task twice: {tasks}")
     opts["tasks"] = list(tasks)
     for key, low in (("episodes", 1), ("size", 32), ("frame_skip", 1), ("max_frames", 2)):
         value = opts[key]
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise WmbenchError(f"metaworld generator: option '{key}' must be an integer >= {low}, got {value!r}")
+            raise BadInput(f"metaworld generator: option '{key}' must be an integer >= {low}, got {value!r}")
     if opts["size"] % 2 or opts["size"] > 1024:
-        raise WmbenchError("metaworld generator: option 'size' must be even and <= 1024 (yuv420p video), "
+        raise BadInput("metaworld generator: option 'size' must be even and <= 1024 (yuv420p video), "
                            f"got {opts['size']}")
     if opts["max_frames"] * opts["frame_skip"] > MAX_ENV_STEPS:
-        raise WmbenchError(f"metaworld generator: max_frames x frame_skip = {opts['max_frames'] * opts['frame_skip']} "
+        raise BadInput(f"metaworld generator: max_frames x frame_skip = {opts['max_frames'] * opts['frame_skip']} "
                            f"env steps; Meta-World episodes end at {MAX_ENV_STEPS}")
     if isinstance(opts["seed"], bool) or not isinstance(opts["seed"], int):
-        raise WmbenchError(f"metaworld generator: option 'seed' must be an integer, got {opts['seed']!r}")
+        raise BadInput(f"metaworld generator: option 'seed' must be an integer, got {opts['seed']!r}")
     for key, allowed in (("frames_as", ("video", "images")), ("codec", ("av1", "h264"))):
         if not isinstance(opts[key], str) or opts[key] not in allowed:
-            raise WmbenchError(f"metaworld generator: option '{key}' must be one of {list(allowed)}, got {opts[key]!r}")
+            raise BadInput(f"metaworld generator: option '{key}' must be one of {list(allowed)}, got {opts[key]!r}")
     if not isinstance(opts["segmentation"], bool):
-        raise WmbenchError("metaworld generator: option 'segmentation' must be true or false, "
+        raise BadInput("metaworld generator: option 'segmentation' must be true or false, "
                            f"got {opts['segmentation']!r}")
     if not isinstance(opts["camera"], str):
-        raise WmbenchError(f"metaworld generator: option 'camera' must be a camera name, got {opts['camera']!r}")
+        raise BadInput(f"metaworld generator: option 'camera' must be a camera name, got {opts['camera']!r}")
     return opts
 
 
@@ -191,7 +191,7 @@ def _generate_in_subprocess(root: Path, opts: dict, progress: bool, error: Excep
     if os.environ.get("WMBENCH_GL_FALLBACK"):
         backends = []  # already the fallback process: report, do not recurse
     errors = [f"MUJOCO_GL={used or '(glfw)'} in this process: {error}"]
-    code = ("import json, sys; from pathlib import Path; from benchmark.data.metaworld import generate; "
+    code = ("import json, sys; from pathlib import Path; from wmbench.data.metaworld import generate; "
             "generate(Path(sys.argv[1]), json.loads(sys.argv[2]), sys.argv[3] == '1')")
     for backend in backends:
         env = {**os.environ, "MUJOCO_GL": backend, "WMBENCH_GL_FALLBACK": "1"}
@@ -201,7 +201,7 @@ def _generate_in_subprocess(root: Path, opts: dict, progress: bool, error: Excep
         if done.returncode == 0:
             return
         errors.append(f"MUJOCO_GL={backend} in a subprocess: {done.stderr.strip()[-600:]}")
-    raise WmbenchError("cannot render Meta-World headless; " + "; ".join(errors) +
+    raise BadInput("cannot render Meta-World headless; " + "; ".join(errors) +
                        ". Make EGL available (libEGL, as here) or install libosmesa6 and set MUJOCO_GL=osmesa.")
 
 
@@ -229,7 +229,7 @@ def _write(out: Path, opts: dict, progress: bool) -> None:
             try:
                 sim = metaworld_sim.Simulator(env_name, opts["seed"], opts["camera"], size, opts["segmentation"])
             except ValueError as exc:  # unknown camera name
-                raise WmbenchError(f"metaworld generator: option 'camera': {exc}") from None
+                raise BadInput(f"metaworld generator: option 'camera': {exc}") from None
             except Exception as exc:
                 if "gl" in type(exc).__name__.lower() or "egl" in str(exc).lower() or "opengl" in str(exc).lower():
                     raise _GLFailure(f"{type(exc).__name__}: {exc}") from exc
@@ -254,7 +254,7 @@ def _task_episodes(sim, writer, opts: dict, camera_key: str, bar) -> list[dict]:
     kept, goal = [], 0
     while len(kept) < opts["episodes"]:
         if goal >= sim.goals:
-            raise WmbenchError(f"metaworld generator: the {sim.env_name} expert succeeded on only {len(kept)} of "
+            raise BadInput(f"metaworld generator: the {sim.env_name} expert succeeded on only {len(kept)} of "
                                f"{sim.goals} goal variations within max_frames={opts['max_frames']}")
         ep = sim.rollout(goal, opts["frame_skip"], opts["max_frames"])
         goal += 1
@@ -364,10 +364,10 @@ def read(root: Path, spec: Any, frames: FrameSelection) -> Iterator[Transition]:
 
     options = check_options(FORMAT, dict(spec.options), READ_OPTIONS)
     if options["action_text"] not in ("motion", "instruction", "both"):
-        raise WmbenchError(f"format '{FORMAT}': option 'action_text' must be 'motion', 'instruction' or 'both', "
+        raise BadInput(f"format '{FORMAT}': option 'action_text' must be 'motion', 'instruction' or 'both', "
                            f"got {options['action_text']!r}")
     if spec.split != "test":
-        raise WmbenchError(f"format '{FORMAT}': the generated Meta-World data has one split, 'test'; "
+        raise BadInput(f"format '{FORMAT}': the generated Meta-World data has one split, 'test'; "
                            f"got {spec.split!r}")
     manifest = load_manifest(root)
     _check_generated_with(root, manifest, spec)
@@ -378,7 +378,7 @@ def read(root: Path, spec: Any, frames: FrameSelection) -> Iterator[Transition]:
         wanted = [options["tasks"]] if isinstance(options["tasks"], str) else list(options["tasks"])
         unknown = sorted(set(wanted) - set(manifest["instructions"]))
         if unknown:
-            raise WmbenchError(f"format '{FORMAT}': option 'tasks': {unknown} not in this dataset "
+            raise BadInput(f"format '{FORMAT}': option 'tasks': {unknown} not in this dataset "
                                f"(has {', '.join(manifest['instructions'])})")
         episodes = [e for e in episodes if by_index.get(e.index, {}).get("env_name") in wanted]
     camera = CameraModel(manifest["camera"])
@@ -407,5 +407,5 @@ def _check_generated_with(root: Path, manifest: dict, spec: Any) -> None:
     diff = {k: (have.get(k), v) for k, v in wanted.items() if have.get(k) != v}
     if diff:
         said = ", ".join(f"{k}: data {a!r} vs task {b!r}" for k, (a, b) in diff.items())
-        raise WmbenchError(f"{root} was generated with other Meta-World options than the task asks for ({said}); "
+        raise BadInput(f"{root} was generated with other Meta-World options than the task asks for ({said}); "
                            f"delete the folder or run `wmbench data make metaworld` with the task's options")

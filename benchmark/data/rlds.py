@@ -48,10 +48,10 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from ..errors import SampleError, WmbenchError
-from ..types import LazyImage, Transition
+from ..core.errors import SampleError, BadInput
+from ..core.types import LazyImage, Transition
 from .common import FormatError, check_options, decode_image, describe_folder
-from .frames import FrameSelection
+from ..core.frames import FrameSelection
 from .tfrecord import FeatureSpec, RecordError, iter_frames, parse_example, parse_features, read_record, step_tensor
 
 FORMAT = "rlds"
@@ -166,7 +166,7 @@ def resolve_keys(name: str, features: dict[str, FeatureSpec], options: dict) -> 
         if override is not None:
             key = _full(str(override))
             if key not in features:
-                raise WmbenchError(f"rlds dataset '{name}': option {option} '{override}' is not a feature; "
+                raise BadInput(f"rlds dataset '{name}': option {option} '{override}' is not a feature; "
                                    f"features: {', '.join(sorted(features))}")
             return key
         for candidate in candidates:
@@ -175,7 +175,7 @@ def resolve_keys(name: str, features: dict[str, FeatureSpec], options: dict) -> 
         options_ = sorted(k for k, f in features.items() if f.kind in kinds and f.in_steps)
         if what == "image" and len(options_) == 1:
             return options_[0]
-        raise WmbenchError(f"rlds dataset '{name}': no {what} feature among {list(candidates)}; "
+        raise BadInput(f"rlds dataset '{name}': no {what} feature among {list(candidates)}; "
                            f"set option {option} to one of: {', '.join(options_) or '(none)'}")
 
     image = pick(options["image_key"], keymap.image, "image", "image_key", {"image"})
@@ -247,7 +247,7 @@ def _episode_filter(value: Any) -> tuple[int | None, set[int] | None]:
         return value, None
     if isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value):
         return None, set(value)
-    raise WmbenchError(f"rlds option episodes: expected a count N >= 0 or a list of episode indices, got {value!r}")
+    raise BadInput(f"rlds option episodes: expected a count N >= 0 or a list of episode indices, got {value!r}")
 
 
 def read(root: Path, spec: Any, frames: FrameSelection) -> Iterator[Transition]:
@@ -258,7 +258,7 @@ def read(root: Path, spec: Any, frames: FrameSelection) -> Iterator[Transition]:
     name = str(options["dataset"] or info.get("name") or folder.parent.name)
     keys = resolve_keys(name, features, options)
     if frames.mode == "seconds" and not keys.fps:
-        raise WmbenchError(f"rlds dataset '{name}': frame selection by seconds needs the control rate; set option fps")
+        raise BadInput(f"rlds dataset '{name}': frame selection by seconds needs the control rate; set option fps")
     first_n, wanted = _episode_filter(options["episodes"])
     shards = find_shards(folder, info, spec.split)
     lengths = [int(x) for x in next((s.get("shardLengths", []) for s in info.get("splits", [])

@@ -30,11 +30,11 @@ import os
 from pathlib import Path
 from typing import Any, Iterator
 
-from ..errors import SampleError, WmbenchError
-from ..types import LazyImage, Transition
+from ..core.errors import SampleError, BadInput
+from ..core.types import LazyImage, Transition
 from . import video
 from .common import FormatError, check_options, describe_folder, safe_join
-from .frames import FrameSelection
+from ..core.frames import FrameSelection
 
 FORMAT = "ssv2"
 DATASET = "something-something-v2"
@@ -46,10 +46,10 @@ VIDEO_DIRS = ("20bn-something-something-v2", "videos", ".")
 def read(root: Path, spec: Any, frames: FrameSelection) -> Iterator[Transition]:
     options = check_options(FORMAT, dict(spec.options), OPTIONS)
     if options["action_text"] not in ("label", "template"):
-        raise WmbenchError(f"format '{FORMAT}': option 'action_text' must be 'label' or 'template', "
+        raise BadInput(f"format '{FORMAT}': option 'action_text' must be 'label' or 'template', "
                            f"got {options['action_text']!r}")
     if spec.split not in SPLITS:
-        raise WmbenchError(f"format '{FORMAT}': unknown split '{spec.split}'; known: train, validation, test")
+        raise BadInput(f"format '{FORMAT}': unknown split '{spec.split}'; known: train, validation, test")
     ann_dir, classes = load_labels(root)
     entries = load_split(root, ann_dir, SPLITS[spec.split])
     videos = video_dir(root, options["videos"])
@@ -159,7 +159,7 @@ def _with_test_answers(root: Path, ann_dir: Path, path: Path, entries: list) -> 
     nothing to evaluate against."""
     answers_path = next((p for p in (ann_dir / "test-answers.csv", root / "test-answers.csv") if p.is_file()), None)
     if answers_path is None:
-        raise WmbenchError(f"{path} holds video ids only; the SSv2 test split needs test-answers.csv "
+        raise BadInput(f"{path} holds video ids only; the SSv2 test split needs test-answers.csv "
                            f"(id;template per line) in {ann_dir}, or use split validation")
     with answers_path.open(encoding="utf-8", newline="") as handle:
         answers = {row[0].strip(): row[1].strip() for row in csv.reader(handle, delimiter=";") if len(row) >= 2}
@@ -167,7 +167,7 @@ def _with_test_answers(root: Path, ann_dir: Path, path: Path, entries: list) -> 
     for entry in entries:
         vid = str(entry.get("id")) if isinstance(entry, dict) else None
         if vid not in answers:
-            raise WmbenchError(f"{answers_path}: no answer for test video id {vid!r}")
+            raise BadInput(f"{answers_path}: no answer for test video id {vid!r}")
         # the answers file gives class names without brackets; keep them as the template
         out.append({**entry, "template": entry.get("template") or answers[vid]})
     return out
@@ -178,9 +178,9 @@ def video_dir(root: Path, option: str | None) -> Path:
         try:
             folder = safe_join(root, str(option), what="option 'videos'")
         except SampleError as exc:
-            raise WmbenchError(str(exc)) from None
+            raise BadInput(str(exc)) from None
         if not folder.is_dir():
-            raise WmbenchError(f"format '{FORMAT}': option 'videos': no folder {folder}")
+            raise BadInput(f"format '{FORMAT}': option 'videos': no folder {folder}")
         return folder
     for name in VIDEO_DIRS:
         folder = root / name
@@ -194,9 +194,9 @@ def _json(path: Path) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
-        raise WmbenchError(f"{path}: malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+        raise BadInput(f"{path}: malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
     except OSError as exc:
-        raise WmbenchError(f"cannot read {path}: {exc.strerror or exc}") from None
+        raise BadInput(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
 def _raiser(exc: Exception):

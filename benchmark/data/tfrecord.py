@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterator
 import google_crc32c
 import numpy as np
 
-from ..errors import SampleError
+from ..core.errors import SampleError
 
 _MASK_DELTA = 0xA282EAD8
 _HEADER = struct.Struct("<QI")

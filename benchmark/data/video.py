@@ -11,7 +11,7 @@ from typing import Iterable
 
 import numpy as np
 
-from ..errors import SampleError
+from ..core.errors import SampleError
 
 
 def read_frames(path: Path, indices: Iterable[int] | None = None,

@@ -145,7 +145,7 @@ class ModelBackedMetric(Metric):
         return self.capability
 
     def available(self) -> tuple[bool, str]:
-        from ..errors import WmbenchError
+        from ..core.errors import BadInput
 
         if self.model_name is None and self._adapter is None:
             return False, (f"{self.name} needs the metric option 'model' "
@@ -157,7 +157,7 @@ class ModelBackedMetric(Metric):
                 from ..models import adapter_class
 
                 capabilities = adapter_class(self.model_card()).capabilities()
-        except WmbenchError as exc:
+        except BadInput as exc:
             return False, str(exc)
         if self.needed_capability() not in capabilities:
             return False, f"{self.role} {self.model_id()!r} has no `{self.needed_capability()}` capability"

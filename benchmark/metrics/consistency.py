@@ -173,7 +173,7 @@ class IdpCycle(ModelBackedMetric):
         return super().weights_info() + caption
 
     def _batch(self, batch: MetricInput, indices: list[int], seconds: list[np.ndarray]):
-        from ..types import Batch
+        from ..core.types import Batch
 
         meta = [batch.meta[i] if i < len(batch.meta) else {} for i in indices]
         return Batch(sample_ids=[str(m.get("sample_id", i)) for m, i in zip(meta, indices)],

@@ -66,9 +66,9 @@ class _InceptionSetMetric(Metric):
 
             ok, reason = self.available()
             if not ok:
-                from ..errors import WmbenchError
+                from ..core.errors import BadInput
 
-                raise WmbenchError(reason)
+                raise BadInput(reason)
             self.backbone = NoTrainInceptionV3(name="inception-v3-compat", features_list=[str(self.feature)],
                                                feature_extractor_weights_path=str(self._path()))
         return self.backbone.to(self.device)

@@ -58,9 +58,9 @@ class Embedder:
         if self.backbone is None:
             ok, reason = self.available()
             if not ok:
-                from ..errors import WmbenchError
+                from ..core.errors import BadInput
 
-                raise WmbenchError(reason)
+                raise BadInput(reason)
             self.backbone = self.load()
         return self.backbone
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import WmbenchError
+from ..core.errors import BadInput
 from .base import MetricInput, ModelBackedMetric
 
 PROMPT = (
@@ -123,7 +123,7 @@ class VLMJudge(ModelBackedMetric):
             try:
                 replies = judge.answer([[batch.sources[i], batch.predictions[i]] for i in pending],
                                        [self.prompt.format(instruction=actions[i]) for i in pending])
-            except WmbenchError:
+            except BadInput:
                 raise  # the judge cannot load or is misconfigured: retrying cannot help
             except Exception as exc:  # noqa: BLE001 - an endpoint error is a retry, not a crash of the batch
                 for i in pending:

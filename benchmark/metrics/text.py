@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import WmbenchError
+from ..core.errors import BadInput
 from .base import Metric, MetricInput
 
 _PUNCT = re.compile(f"[{re.escape(string.punctuation)}]")
@@ -138,7 +138,7 @@ class MiniLMEmbedder:
 
             ok, reason = self.available()
             if not ok:
-                raise WmbenchError(reason)
+                raise BadInput(reason)
             self.backbone = SentenceTransformer(str(self.path().parent), device=self.device, local_files_only=True)
         return self.backbone
 
@@ -237,7 +237,7 @@ class BERTScore(_ModelTextMetric):
 
             ok, reason = self.available()
             if not ok:
-                raise WmbenchError(reason)
+                raise BadInput(reason)
             folder = self.model_path or str(weights.locate(self.embedder.weight_id, self.weights_dir).parent)
             # a local folder as model_type: bert_score passes it to transformers' from_pretrained
             self._scorer = BERTScorer(model_type=folder, num_layers=self.num_layers, device=self.device,
@@ -361,7 +361,7 @@ class ClassAccuracy(Metric):
 
     def score(self, batch: MetricInput) -> np.ndarray:
         if not self.classes:
-            raise WmbenchError("class_accuracy: no class vocabulary (the runner must call prepare() with the "
+            raise BadInput("class_accuracy: no class vocabulary (the runner must call prepare() with the "
                                f"samples, whose meta needs '{self.key}' and '{self.name_key}', or pass `classes`)")
         n = len(batch.predictions)
         truth = [str(m[self.key]) if m.get(self.key) is not None else None

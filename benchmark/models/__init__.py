@@ -11,25 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import SpecError, WmbenchError
-from ..registry import Registry, did_you_mean, import_target
-from ..yamlspec import build, content_hash, read_yaml, to_dict
+from ..core.errors import SpecError, BadInput
+from ..core.registry import MODELS, did_you_mean, import_target
+from ..core.yamlspec import build, content_hash, read_yaml, to_dict
 from .base import CAPABILITIES, TASK_CAPABILITY, Model
-
-MODELS: Registry = Registry("model adapter", "wmbench.models")
-MODELS.register("copy", "benchmark.models.baselines:CopyModel")
-MODELS.register("blur", "benchmark.models.baselines:BlurModel")
-MODELS.register("oracle", "benchmark.models.baselines:OracleModel")
-MODELS.register("majority", "benchmark.models.baselines:MajorityModel")
-MODELS.register("hf-vlm", "benchmark.models.hf_vlm:HFVisionLanguageModel")
-MODELS.register("emu3", "benchmark.models.unified:Emu3WorldModel")
-MODELS.register("janus", "benchmark.models.unified:JanusWorldModel")
-MODELS.register("chameleon", "benchmark.models.unified:ChameleonWorldModel")
-MODELS.register("instruct-pix2pix", "benchmark.models.editors:InstructPix2PixEditor")
-MODELS.register("diffusers-editor", "benchmark.models.editors:DiffusersEditor")
-MODELS.register("openai-compatible", "benchmark.models.api:OpenAIChatModel")
-MODELS.register("openai-compatible-scoring", "benchmark.models.api:OpenAIScoringModel")
-MODELS.register("verified", "benchmark.models.verified:VerifiedModel")
 
 CARDS_DIR = Path(__file__).resolve().parents[2] / "baselines"
 
@@ -83,7 +68,7 @@ def parse_model_args(text: str | None) -> dict[str, Any]:
     for part in filter(None, (p.strip() for p in (text or "").split(","))):
         key, sep, value = part.partition("=")
         if not sep or not key.strip():
-            raise WmbenchError(f"--model-args: expected key=value, got '{part}'")
+            raise BadInput(f"--model-args: expected key=value, got '{part}'")
         args[key.strip()] = yaml.safe_load(value) if value.strip() else ""
     return args
 
@@ -102,7 +87,7 @@ def resolve_card(selector: str, model_args: dict[str, Any] | None = None) -> Mod
             card = ModelCard(name=selector, adapter=selector)
         else:
             names = sorted(set(cards) | set(MODELS.names()))
-            raise WmbenchError(f"unknown model '{selector}'{did_you_mean(selector, names)}; "
+            raise BadInput(f"unknown model '{selector}'{did_you_mean(selector, names)}; "
                                f"known: {', '.join(names)} (or pass a card .yaml)")
     if model_args:
         card = ModelCard(**{**card.to_dict(), "args": {**card.args, **model_args}, "path": card.path})
@@ -121,7 +106,7 @@ def rename(card: ModelCard, name: str) -> ModelCard:
 def adapter_class(card: ModelCard) -> type[Model]:
     cls = import_target(card.adapter) if ":" in card.adapter else MODELS.get(card.adapter)
     if not (isinstance(cls, type) and issubclass(cls, Model)):
-        raise WmbenchError(f"adapter '{card.adapter}' ({cls!r}) is not a benchmark.models.Model subclass")
+        raise BadInput(f"adapter '{card.adapter}' ({cls!r}) is not a wmbench.models.Model subclass")
     return cls
 
 
@@ -130,4 +115,4 @@ def instantiate(card: ModelCard) -> Model:
     try:
         return cls(**card.args)
     except TypeError as exc:
-        raise WmbenchError(f"model '{card.name}': bad model args {card.args}: {exc}") from exc
+        raise BadInput(f"model '{card.name}': bad model args {card.args}: {exc}") from exc

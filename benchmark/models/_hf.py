@@ -14,7 +14,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from ..errors import WmbenchError
+from ..core.errors import BadInput
 
 
 def resolve_device(device: str | None) -> str:
@@ -35,7 +35,7 @@ def resolve_dtype(dtype: str | None, device: str) -> Any:
     names = {"bf16": "bfloat16", "fp16": "float16", "half": "float16", "fp32": "float32", "float": "float32"}
     value = getattr(torch, names.get(str(dtype), str(dtype)), None)
     if not isinstance(value, torch.dtype):
-        raise WmbenchError(f"unknown dtype '{dtype}' (use auto, bfloat16, float16 or float32)")
+        raise BadInput(f"unknown dtype '{dtype}' (use auto, bfloat16, float16 or float32)")
     return value
 
 
@@ -96,7 +96,7 @@ def checkpoint_fingerprint(path: str, revision: str | None = None) -> dict[str, 
 
 def check_choice(name: str, value: str, choices: Sequence[str]) -> str:
     if value not in choices:
-        raise WmbenchError(f"model arg {name}={value!r}: expected one of {', '.join(choices)}")
+        raise BadInput(f"model arg {name}={value!r}: expected one of {', '.join(choices)}")
     return value
 
 

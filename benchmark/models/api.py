@@ -31,8 +31,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..errors import SampleError, WmbenchError
-from ..types import Batch
+from ..core.errors import SampleError, BadInput
+from ..core.types import Batch
 from . import _hf
 from .base import Model
 
@@ -54,7 +54,7 @@ class OpenAIChatModel(Model):
         self.model, self.base_url = str(model), str(base_url).rstrip("/")
         if not str(api_key_env).isidentifier():
             # guards against a key pasted where the variable's name belongs
-            raise WmbenchError("api_key_env must name an environment variable (e.g. OPENAI_API_KEY), not hold a key")
+            raise BadInput("api_key_env must name an environment variable (e.g. OPENAI_API_KEY), not hold a key")
         self.api_key_env = str(api_key_env)
         self.max_tokens, self.temperature, self.top_p, self.seed = int(max_tokens), float(temperature), top_p, seed
         self.timeout, self.max_retries = float(timeout), int(max_retries)
@@ -144,7 +144,7 @@ class OpenAIChatModel(Model):
 
     def infer_action(self, batch: Batch) -> list[str]:
         if batch.targets is None:
-            raise WmbenchError("IDP needs both frames: the batch carries no target frames")
+            raise BadInput("IDP needs both frames: the batch carries no target frames")
         return self.answer([[s, t] for s, t in zip(batch.sources, batch.targets)], list(batch.prompts))
 
     # -- image edits ---------------------------------------------------------------------------
@@ -177,7 +177,7 @@ class OpenAIScoringModel(OpenAIChatModel):
 
     def action_logprob(self, batch: Batch, actions: list[str]) -> list[float]:
         if batch.targets is None:
-            raise WmbenchError("action_logprob needs both frames: the batch carries no target frames")
+            raise BadInput("action_logprob needs both frames: the batch carries no target frames")
 
         def one(i: int) -> float:
             payload = self._chat_payload([batch.sources[i], batch.targets[i]], batch.prompts[i])

@@ -20,7 +20,7 @@ from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
-from ..types import Batch, Transition
+from ..core.types import Batch, Transition
 
 CAPABILITIES = ("predict_next", "infer_action", "action_logprob", "answer")
 TASK_CAPABILITY = {"fdp": "predict_next", "idp": "infer_action"}

@@ -7,7 +7,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..types import Batch, Transition
+from ..core.types import Batch, Transition
 from .base import Model
 
 

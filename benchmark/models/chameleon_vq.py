@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..errors import WmbenchError
+from ..core.errors import BadInput
 
 PREFIXES = ("model.vqmodel.decoder.", "vqmodel.decoder.", "decoder.")
 
@@ -92,7 +92,7 @@ def load_decoder_state(checkpoint: str, vq_decoder: str | None) -> dict[str, Any
     state: dict[str, Any] = {}
     for file in files:
         if not file.is_file():
-            raise WmbenchError(f"VQ decoder weights not found: {file}")
+            raise BadInput(f"VQ decoder weights not found: {file}")
         if file.suffix == ".safetensors":
             tensors = load_file(str(file))
         else:
@@ -104,7 +104,7 @@ def load_decoder_state(checkpoint: str, vq_decoder: str | None) -> dict[str, Any
                     state[key[len(prefix):]] = value
                     break
     if not state:
-        raise WmbenchError(
+        raise BadInput(
             f"no VQ decoder weights (keys {', '.join(p + '*' for p in PREFIXES)}) in "
             f"{vq_decoder or checkpoint}: transformers' Chameleon has no image decoder; pass vq_decoder=<file>")
     return state

@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import WmbenchError
-from ..types import Batch
+from ..core.errors import BadInput
+from ..core.types import Batch
 from . import _hf
 from .base import Model
 
@@ -55,7 +55,7 @@ class DiffusersEditor(Model):
         dtype = _hf.resolve_dtype(self.dtype_arg, self.device)
         cls = diffusers.DiffusionPipeline if self.pipeline_name == "auto" else getattr(diffusers, self.pipeline_name, None)
         if cls is None:
-            raise WmbenchError(f"diffusers has no pipeline class '{self.pipeline_name}' (diffusers {diffusers.__version__})")
+            raise BadInput(f"diffusers has no pipeline class '{self.pipeline_name}' (diffusers {diffusers.__version__})")
         kwargs: dict[str, Any] = {"dtype": dtype, "revision": self.revision, "variant": self.variant}
         if "safety_checker" in inspect.signature(cls.__init__).parameters:
             # the benchmark scores pixels; a safety checker would silently black out predictions
@@ -63,16 +63,16 @@ class DiffusersEditor(Model):
         try:
             pipe = cls.from_pretrained(self.path, **kwargs)
         except (OSError, ValueError) as exc:
-            raise WmbenchError(f"cannot load diffusers pipeline '{self.path}': {exc}") from exc
+            raise BadInput(f"cannot load diffusers pipeline '{self.path}': {exc}") from exc
         pipe.set_progress_bar_config(disable=True)
         self._pipe = pipe.to(self.device)
         self._accepts = set(inspect.signature(self._pipe.__call__).parameters)
         for needed in ("prompt", "image"):
             if needed not in self._accepts:
-                raise WmbenchError(f"{type(self._pipe).__name__} takes no '{needed}': not an image editing pipeline")
+                raise BadInput(f"{type(self._pipe).__name__} takes no '{needed}': not an image editing pipeline")
         unknown = sorted(set(self.call_kwargs) - self._accepts)
         if unknown:
-            raise WmbenchError(f"{type(self._pipe).__name__}.__call__ takes no argument(s) {unknown}")
+            raise BadInput(f"{type(self._pipe).__name__}.__call__ takes no argument(s) {unknown}")
 
     def _instructions(self, batch: Batch) -> list[str]:
         if self.instruction == "action" and batch.actions is not None:

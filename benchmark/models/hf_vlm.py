@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import SampleError, WmbenchError
-from ..types import Batch
+from ..core.errors import SampleError, BadInput
+from ..core.types import Batch
 from . import _hf
 from .base import Model
 
@@ -64,12 +64,12 @@ class HFVisionLanguageModel(Model):
                 kwargs["attn_implementation"] = self.attn_implementation
             model = AutoModelForImageTextToText.from_pretrained(self.path, dtype=self.dtype, **kwargs)
         except (OSError, ValueError) as exc:
-            raise WmbenchError(f"cannot load image-text-to-text model '{self.path}': {exc}") from exc
+            raise BadInput(f"cannot load image-text-to-text model '{self.path}': {exc}") from exc
         self._model = model.to(self.device).eval()
         if self.chat_template:
             self._processor.chat_template = _read_template(self.chat_template)
         if not getattr(self._processor, "chat_template", None):
-            raise WmbenchError(f"model '{self.path}' has no chat template: pass chat_template=<jinja or file>")
+            raise BadInput(f"model '{self.path}' has no chat template: pass chat_template=<jinja or file>")
 
     # -- prompts -------------------------------------------------------------------------------
 
@@ -112,7 +112,7 @@ class HFVisionLanguageModel(Model):
     def action_logprob(self, batch: Batch, actions: list[str]) -> list[float]:
         self._load()
         if len(actions) != len(batch):
-            raise WmbenchError(f"action_logprob: {len(actions)} actions for {len(batch)} samples")
+            raise BadInput(f"action_logprob: {len(actions)} actions for {len(batch)} samples")
         pairs = _pairs(batch)
         scores: list[float] = []
         for part in _hf.chunks(len(actions), self.max_batch):
@@ -174,7 +174,7 @@ class HFVisionLanguageModel(Model):
 
 def _pairs(batch: Batch) -> list[list[np.ndarray]]:
     if batch.targets is None:
-        raise WmbenchError("IDP needs both frames: the batch carries no target frames")
+        raise BadInput("IDP needs both frames: the batch carries no target frames")
     return [[s, t] for s, t in zip(batch.sources, batch.targets)]
 
 

@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import WmbenchError
-from ..types import Batch
+from ..core.errors import BadInput
+from ..core.types import Batch
 from . import _hf
 from .base import Model
 
@@ -61,7 +61,7 @@ class UnifiedImageGenerator(Model):
             cls = getattr(transformers, self.model_class)
             self.model = cls.from_pretrained(self.path, dtype=self.dtype, revision=self.revision).to(self.device).eval()
         except (OSError, ValueError) as exc:
-            raise WmbenchError(f"cannot load {self.model_class} from '{self.path}': {exc}") from exc
+            raise BadInput(f"cannot load {self.model_class} from '{self.path}': {exc}") from exc
         self._setup()
 
     def _setup(self) -> None:
@@ -259,7 +259,7 @@ class ChameleonWorldModel(UnifiedImageGenerator):
         self.decoder = build_decoder(vq.config)
         missing, unexpected = self.decoder.load_state_dict(load_decoder_state(self.path, self.vq_decoder), strict=False)
         if missing or unexpected:
-            raise WmbenchError(f"VQ decoder weights do not fit (missing {missing[:3]}, unexpected {unexpected[:3]})")
+            raise BadInput(f"VQ decoder weights do not fit (missing {missing[:3]}, unexpected {unexpected[:3]})")
         self.decoder.to(device=self.device, dtype=self.dtype).eval()
         self.boi_id = self.processor.tokenizer.convert_tokens_to_ids(self.processor.image_start_token)
 
@@ -322,7 +322,7 @@ class Emu3WorldModel(UnifiedImageGenerator):
         p = self.processor
         sizes = {s.shape[:2] for s in sources}
         if len(sizes) > 1:
-            raise WmbenchError("Emu3: sources of different sizes in one batch; set resolution=<pixels>")
+            raise BadInput("Emu3: sources of different sizes in one batch; set resolution=<pixels>")
         probe = p.image_processor(images=[_hf.to_pil(sources[0])], return_tensors="pt")["image_sizes"][0]
         h, w = (int(v) // p.downsample_ratio for v in probe)
         self.grid = (h, w)

@@ -17,8 +17,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..errors import SampleError, WmbenchError
-from ..types import Batch, Transition
+from ..core.errors import SampleError, BadInput
+from ..core.types import Batch, Transition
 from .base import Model
 
 DEFAULT_VERIFIER_PROMPT = ("The first image shows a scene before an action and the second image the same scene "
@@ -48,10 +48,10 @@ class VerifiedModel(Model):
             (sampler_args if owner == "sampler" else verifier_args)[name] = value
         self.n = int(n)
         if self.n < 1:
-            raise WmbenchError(f"verified: n must be >= 1, got {n}")
+            raise BadInput(f"verified: n must be >= 1, got {n}")
         self.verifier_prompt = str(verifier_prompt)
         if (sampler is None) == (candidates_from is None):
-            raise WmbenchError("verified: give either 'sampler' (generate candidates) or 'candidates_from' "
+            raise BadInput("verified: give either 'sampler' (generate candidates) or 'candidates_from' "
                                "(a run directory of a verified model whose stored candidates are re-verified)")
         if candidates_from is not None:
             self.sampler = StoredCandidates(candidates_from)
@@ -75,7 +75,7 @@ class VerifiedModel(Model):
     def verify(self, batch: Batch, candidates: list[list[np.ndarray]]) -> list[list[float]]:
         """log p(action | source, candidate) for every candidate, all B*N pairs in one verifier call."""
         if batch.actions is None:
-            raise WmbenchError("verified: the batch carries no action texts to verify against")
+            raise BadInput("verified: the batch carries no action texts to verify against")
         counts = [len(c) for c in candidates]
         flat = Batch(
             sample_ids=[f"{sid}#{j}" for sid, k in zip(batch.sample_ids, counts) for j in range(k)],
@@ -106,7 +106,7 @@ class VerifiedModel(Model):
 
     def predict_next(self, batch: Batch, n: int = 1) -> list[list[np.ndarray]]:
         if n > self.n:
-            raise WmbenchError(f"verified: asked for {n} predictions from best-of-{self.n}")
+            raise BadInput(f"verified: asked for {n} predictions from best-of-{self.n}")
         candidates = self.predict_candidates(batch, self.n)
         return self.select(candidates, self.verify(batch, candidates), n=n)
 
@@ -122,7 +122,7 @@ def _build(selector: str, args: dict[str, Any], capability: str, role: str) -> t
     card = resolve_card(str(selector), args)
     model = instantiate(card)
     if capability not in model.capabilities():
-        raise WmbenchError(f"verified: {role} '{selector}' cannot {capability} "
+        raise BadInput(f"verified: {role} '{selector}' cannot {capability} "
                            f"(it can: {', '.join(model.capabilities()) or 'nothing'})")
     return card, model
 
@@ -133,19 +133,19 @@ class StoredCandidates(Model):
     def __init__(self, run_dir: str):
         from pathlib import Path
 
-        from ..store import RunStore
+        from ..log.store import RunStore
         from . import ModelCard
 
         path = Path(run_dir)
         if not (path / "store.sqlite").is_file():
-            raise WmbenchError(f"verified: candidates_from={run_dir} is not a run directory (no store.sqlite)")
+            raise BadInput(f"verified: candidates_from={run_dir} is not a run directory (no store.sqlite)")
         self.store = RunStore(path)
         models = {json_key(self.store.task_binding(t)[1]) for t in self.store.stored_tasks()}
         if len(models) != 1:
-            raise WmbenchError(f"verified: {run_dir} holds no run, or runs of several models")
+            raise BadInput(f"verified: {run_dir} holds no run, or runs of several models")
         card = self.store.task_binding(self.store.stored_tasks()[0])[1]["card"]
         if card["adapter"] != "verified":
-            raise WmbenchError(f"verified: {run_dir} is a run of '{card['name']}' (adapter {card['adapter']}), "
+            raise BadInput(f"verified: {run_dir} is a run of '{card['name']}' (adapter {card['adapter']}), "
                                "not of a verified best-of-N model: it stored no candidates")
         self.card = ModelCard(name=f"stored:{card['name']}", adapter="verified",
                               args={"candidates_from_card": card})

@@ -6,7 +6,7 @@ batch, or marks a sample `"failed"` in its details (a judge whose replies never 
 a failed score for those samples: NaN with the reason in the details, counted as `n_failed` in
 results.json, never as zero; the sample's other scores stand. `--retry-failed` and `--rescore`
 score such samples again from the stored prediction, without calling the model. A metric that
-raises a WmbenchError (its model or weights cannot load) is disabled for the rest of the run and
+raises a BadInput (its model or weights cannot load) is disabled for the rest of the run and
 shown as unavailable with that reason.
 """
 
@@ -20,9 +20,9 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .errors import WmbenchError
-from .metrics import Metric, MetricInput
-from .tasks import MetricRef, TaskSpec
+from ..core.errors import BadInput
+from ..metrics import Metric, MetricInput
+from ..core.tasks import MetricRef, TaskSpec
 
 COUNTERFACTUAL = "counterfactual_prediction"
 ScoreRow = tuple  # (task, sample_id, metric key, version, value or None, details JSON or None)
@@ -83,7 +83,7 @@ class TaskMetrics:
                 details = metric.last_details or [None] * len(sample_ids)
                 if len(details) != len(sample_ids):
                     raise ValueError(f"returned {len(details)} detail records for {len(sample_ids)} samples")
-            except WmbenchError as exc:  # cannot run here at all: unavailable, not a per-sample failure
+            except BadInput as exc:  # cannot run here at all: unavailable, not a per-sample failure
                 self.disable(key, str(exc))
                 continue
             except Exception as exc:

@@ -21,7 +21,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from .errors import WmbenchError
+from ..core.errors import BadInput
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS run_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -157,7 +157,7 @@ class RunStore:
         stored_model = json.loads(row[1])
         if row[0] != fingerprint or stored_model != model:
             what = "task spec (dataset, frames, prompt or seed)" if row[0] != fingerprint else "model (adapter or args)"
-            raise WmbenchError(
+            raise BadInput(
                 f"{self.run_dir} already holds a run of task '{task}' with a different {what}; "
                 f"resuming would mix results. Use another --output directory, or delete {self.run_dir}.")
 
@@ -178,7 +178,7 @@ class RunStore:
         refuses to mix predictions of a checkpoint that changed under the same card."""
         stored = self.set_meta_once("model_fingerprint", fingerprint)
         if stored != json.loads(json.dumps(fingerprint, default=str)):
-            raise WmbenchError(f"{self.run_dir} holds predictions of this model with fingerprint {stored}, "
+            raise BadInput(f"{self.run_dir} holds predictions of this model with fingerprint {stored}, "
                                f"but the model now reports {fingerprint} (its weights changed?); "
                                "use another --output directory")
 
@@ -303,7 +303,7 @@ class RunStore:
             with Image.open(path) as image:
                 return np.asarray(image.convert("RGB"))
         except FileNotFoundError as exc:
-            raise WmbenchError(f"stored prediction {path} is missing; the run directory is damaged") from exc
+            raise BadInput(f"stored prediction {path} is missing; the run directory is damaged") from exc
 
 
 class _Transaction:

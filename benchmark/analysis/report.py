@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from .compare import _load
-from .errors import SampleError, WmbenchError
+from ..core.errors import SampleError, BadInput
 
 HEATMAP_FULL_SCALE = 128  # a mean |difference| of 128/255 or more is the brightest colour
 
@@ -87,9 +87,9 @@ def select_rows(runs: list[Run], tasks: list[str], max_samples: int) -> list[Row
 def attach_frames(rows: list[Row], runs: list[Run], data_dir: str | None) -> list[str]:
     """Read the shown samples' source/target frames with the task's dataset reader; returns
     page-level notes for tasks whose data cannot be read (the rows still show predictions)."""
-    from .data import FORMATS, resolve_data_dir
-    from .tasks import TaskSpec
-    from .yamlspec import build
+    from ..data import FORMATS, resolve_data_dir
+    from ..core.tasks import TaskSpec
+    from ..core.yamlspec import build
 
     notes = []
     for task in dict.fromkeys(r.task for r in rows):
@@ -102,7 +102,7 @@ def attach_frames(rows: list[Row], runs: list[Run], data_dir: str | None) -> lis
                 base = resolve_data_dir()
             root = base / spec.dataset.subfolder
             if not root.is_dir():
-                raise WmbenchError(f"dataset folder {root} does not exist (pass --data-dir)")
+                raise BadInput(f"dataset folder {root} does not exist (pass --data-dir)")
             for t in FORMATS.get(spec.dataset.format)(root, spec.dataset, spec.frames):
                 row = wanted.get(t.sample_id)
                 if row is None:
@@ -296,12 +296,12 @@ def write_report(paths: list[Path], output: Path, max_samples: int = 200, tasks:
     from .report_template import figure_html, page
 
     if max_samples < 1:
-        raise WmbenchError("--max-samples must be at least 1")
+        raise BadInput("--max-samples must be at least 1")
     runs = load_runs(paths)
     known = list(dict.fromkeys(t for r in runs for t in r.results["tasks"]))
     for t in tasks or []:
         if t not in known:
-            raise WmbenchError(f"--tasks: no run has task '{t}' (have: {', '.join(known)})")
+            raise BadInput(f"--tasks: no run has task '{t}' (have: {', '.join(known)})")
     chosen = [t for t in known if not tasks or t in tasks]
     rows = select_rows(runs, chosen, max_samples)
     notes = attach_frames(rows, runs, data_dir)

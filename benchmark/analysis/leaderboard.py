@@ -18,13 +18,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import WmbenchError
+from ..core.errors import BadInput
+from .board import Board, Cell, Column
+from .formats import render
 from .stats import across_seeds, macro_mean_ci
-from .tasks import metric_refs
-from .yamlspec import content_hash
+from ..core.tasks import metric_refs
+from ..core.yamlspec import content_hash
 
 ANCHORS = ("oracle", "copy", "blur", "majority")  # the built-in floor/ceiling baselines
-FORMATS = {"md": "leaderboard.md", "latex": "leaderboard.tex", "csv": "leaderboard.csv", "html": "leaderboard.html"}
 
 
 def find_results(paths: Iterable[str | Path]) -> list[Path]:
@@ -35,7 +36,7 @@ def find_results(paths: Iterable[str | Path]) -> list[Path]:
         elif path.is_dir():
             found += sorted(path.rglob("results.json"))
         else:
-            raise WmbenchError(f"{path}: neither a run directory nor a results.json")
+            raise BadInput(f"{path}: neither a run directory nor a results.json")
     return found
 
 
@@ -53,7 +54,7 @@ def collect(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
             card, fingerprint = results["model"]["card"], results["model"]["fingerprint"]
             tasks = results["tasks"]
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise WmbenchError(f"{path}: not a wmbench results file ({type(exc).__name__}: {exc})") from exc
+            raise BadInput(f"{path}: not a wmbench results file ({type(exc).__name__}: {exc})") from exc
         for task, entry in tasks.items():
             spec = entry.get("spec", {})
             order = {ref.key: i for i, ref in enumerate(metric_refs(spec.get("metrics") or []))}  # the task's own order
@@ -82,7 +83,7 @@ class Grouping:
         if rule.startswith("suite:") and rule[6:]:
             return cls(label or rule[6:], suite=rule[6:])
         if rule.count("{subset}") != 1:
-            raise WmbenchError(f"--group '{text}': give a task-name pattern with one {{subset}} "
+            raise BadInput(f"--group '{text}': give a task-name pattern with one {{subset}} "
                                f"(e.g. aurora_{{subset}}_fdp) or suite:NAME")
         head, tail = rule.split("{subset}")
         regex = re.compile(re.escape(head).replace(r"\*", ".*") + "(.+?)" + re.escape(tail).replace(r"\*", ".*") + "$")
@@ -93,45 +94,6 @@ class Grouping:
             return task if self.suite in suites else None
         match = self.regex.match(task)
         return match.group(1) if match else None
-
-
-@dataclass
-class Column:
-    group: str
-    metric: str
-    label: str  # the subset, "Avg", or "" for a task shown alone
-    tasks: tuple[str, ...]
-    higher_is_better: bool
-    decimals: int = 3
-
-    @property
-    def key(self) -> tuple[str, str, str]:
-        return (self.group, self.metric, self.label)
-
-
-@dataclass
-class Cell:
-    state: str  # ok | na (metric unavailable) | missing (not evaluated) | empty (no sample scored)
-    mean: float | None = None
-    lo: float | None = None
-    hi: float | None = None
-    n: int = 0
-    seeds: int = 1  # > 1: lo/hi are mean -/+ the s.d. across seeds
-    note: str | None = None
-    best: bool = False
-
-
-@dataclass
-class Board:
-    cells: Any  # pandas DataFrame: index = model labels, columns = MultiIndex (group, metric, label)
-    columns: list[Column]
-    anchors: list[str]
-    coverage: dict[str, dict[str, dict[str, int]]]  # model -> task -> counts
-    notes: dict[str, str] = field(default_factory=dict)  # marker -> text
-
-    @property
-    def models(self) -> list[str]:
-        return list(self.cells.index)
 
 
 def _strip_common(names: list[str]) -> list[str]:
@@ -156,7 +118,7 @@ def _select_tasks(rows: list[dict], tasks: list[str] | None) -> list[str]:
     for pattern in tasks:
         hits = [t for t in present if fnmatch.fnmatchcase(t, pattern)]
         if not hits:
-            raise WmbenchError(f"--tasks: no results for task '{pattern}' (have: {', '.join(present) or 'none'})")
+            raise BadInput(f"--tasks: no results for task '{pattern}' (have: {', '.join(present) or 'none'})")
         chosen += [t for t in hits if t not in chosen]
     return chosen
 
@@ -183,7 +145,7 @@ def _layout(rows: list[dict], tasks: list[str], metrics: list[str] | None,
             if average and len(group_tasks) > 1:
                 columns.append(Column(group, metric, "Avg", tuple(group_tasks), higher[metric]))
     if metrics and not columns:
-        raise WmbenchError(f"--metrics: none of {', '.join(metrics)} was measured on the selected tasks")
+        raise BadInput(f"--metrics: none of {', '.join(metrics)} was measured on the selected tasks")
     return columns
 
 
@@ -204,10 +166,10 @@ def _entries(rows: list[dict], labels: dict[str, str]) -> dict[tuple[str, str, s
         entries.setdefault((labels[r["run"]], r["task"], r["metric"]), []).append(r)
     for (label, task, _), seeds in entries.items():
         if len({r["spec_key"] for r in seeds}) > 1:
-            raise WmbenchError(f"model '{label}', task '{task}': runs {sorted({r['run'] for r in seeds})} evaluate "
+            raise BadInput(f"model '{label}', task '{task}': runs {sorted({r['run'] for r in seeds})} evaluate "
                                f"different task specs; pass only one of them")
         if len({r["seed"] for r in seeds}) < len(seeds):
-            raise WmbenchError(f"model '{label}', task '{task}': the same evaluation appears in several runs "
+            raise BadInput(f"model '{label}', task '{task}': the same evaluation appears in several runs "
                                f"({', '.join(sorted(r['run'] for r in seeds))}); pass only one of them")
         seeds.sort(key=lambda r: (r["seed"] is None, r["seed"]))
     return entries
@@ -293,7 +255,7 @@ def build(rows: list[dict], tasks: list[str] | None = None, metrics: list[str] |
     import pandas as pd
 
     if not rows:
-        raise WmbenchError("no results to tabulate (no results.json under the given paths)")
+        raise BadInput("no results to tabulate (no results.json under the given paths)")
     task_names = _select_tasks(rows, tasks)
     rows = [r for r in rows if r["task"] in task_names]
     columns = _layout(rows, task_names, metrics, [Grouping.parse(g) for g in groups or []], average)
@@ -341,28 +303,6 @@ def _mark_best(col: Column, cells: list[Cell], anchor: list[bool]) -> None:
     best = max(shown) if col.higher_is_better else min(shown)
     for c, value in zip(scored, shown):
         c.best = value == best
-
-
-def coverage_text(board: Board, model: str, tasks: Iterable[str] | None = None) -> str:
-    counts = [c for t, c in board.coverage.get(model, {}).items() if tasks is None or t in tasks]
-    return " / ".join(str(sum(c[k] for c in counts)) for k in ("scored", "failed", "skipped"))
-
-
-def render(board: Board, fmt: str, ci: bool = True) -> str:
-    from .leaderboard_formats import RENDERERS
-
-    if fmt not in RENDERERS:
-        raise WmbenchError(f"unknown format '{fmt}' (choose from {', '.join(RENDERERS)})")
-    return RENDERERS[fmt](board, ci)
-
-
-def write_all(board: Board, output: Path, ci: bool = True) -> list[Path]:
-    output.mkdir(parents=True, exist_ok=True)
-    written = []
-    for fmt, name in FORMATS.items():
-        (output / name).write_text(render(board, fmt, ci), encoding="utf-8")
-        written.append(output / name)
-    return written
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:

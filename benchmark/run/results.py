@@ -19,11 +19,11 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from .stats import summarize
+from ..analysis.stats import summarize
 from .scoring import availability
-from .store import RunStore
-from .tasks import metric_refs
-from .yamlspec import content_hash
+from ..log.store import RunStore
+from ..core.tasks import metric_refs
+from ..core.yamlspec import content_hash
 
 SCHEMA_VERSION = "1.0"
 PACKAGES = ("wmbench", "torch", "torchvision", "transformers", "diffusers", "torchmetrics", "lpips",
@@ -43,7 +43,7 @@ def package_versions() -> dict[str, str | None]:
 
 def git_state() -> dict[str, Any]:
     """The commit of the wmbench source tree (None outside a git checkout) and whether it is dirty."""
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
                                 timeout=10).stdout.strip() or None

@@ -6,7 +6,10 @@ import html
 import io
 from collections.abc import Callable
 
-from .leaderboard import Board, Cell, Column, coverage_text
+from pathlib import Path
+
+from ..core.errors import BadInput
+from .board import Board, Cell, Column, coverage_text
 
 ARROW = {True: "↑", False: "↓"}
 STYLES = {
@@ -217,3 +220,20 @@ def html_page(board: Board, ci: bool = True) -> str:
 
 
 RENDERERS: dict[str, Callable[[Board, bool], str]] = {"md": markdown, "latex": latex, "csv": csv, "html": html_page}
+
+FILES = {"md": "leaderboard.md", "latex": "leaderboard.tex", "csv": "leaderboard.csv", "html": "leaderboard.html"}
+
+
+def render(board: Board, fmt: str, ci: bool = True) -> str:
+    if fmt not in RENDERERS:
+        raise BadInput(f"unknown format '{fmt}' (choose from {', '.join(RENDERERS)})")
+    return RENDERERS[fmt](board, ci)
+
+
+def write_all(board: Board, output: Path, ci: bool = True) -> list[Path]:
+    output.mkdir(parents=True, exist_ok=True)
+    written = []
+    for fmt, name in FILES.items():
+        (output / name).write_text(render(board, fmt, ci), encoding="utf-8")
+        written.append(output / name)
+    return written

@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from .data.frames import FrameSelection
-from .errors import SpecError, WmbenchError
-from .registry import did_you_mean
+from .errors import SpecError, BadInput
+from .frames import FrameSelection
+from .registry import FORMATS, GENERATORS, METRICS, did_you_mean
 from .yamlspec import build, content_hash, read_yaml, to_dict
 
-TASKS_DIR = Path(__file__).resolve().parent.parent / "tasks"
+TASKS_DIR = Path(__file__).resolve().parents[2] / "tasks"
 PROMPT_FIELDS = {"fdp": {"action"}, "idp": set()}
 DEFAULT_PROMPTS = {"fdp": "{action}",
                    "idp": "The first image shows a scene before an action, the second image the same scene after it. "
@@ -144,9 +144,6 @@ def load_task(path: str | os.PathLike) -> TaskSpec:
 
 def _check_names(spec: TaskSpec, path: Path) -> None:
     """Fail on unknown metric or format names at load time, before any model loads."""
-    from .data import FORMATS, GENERATORS
-    from .metrics import METRICS
-
     if spec.dataset.format not in FORMATS:
         raise SpecError(path, "dataset.format", f"unknown format '{spec.dataset.format}'"
                         f"{did_you_mean(spec.dataset.format, FORMATS.names())}; known: {', '.join(FORMATS.names())}")
@@ -210,7 +207,7 @@ def resolve_tasks(selectors: list[str], include: list[str | os.PathLike] | None 
         members = [s for s in members if selector in s.suites]
         if not members:
             suites = sorted({s for p in known.values() for s in load_task(p).suites})
-            raise WmbenchError(f"unknown task or suite '{selector}'{did_you_mean(selector, list(known) + suites)}; "
+            raise BadInput(f"unknown task or suite '{selector}'{did_you_mean(selector, list(known) + suites)}; "
                                f"see `wmbench list tasks`")
         for spec in members:
             specs.setdefault(spec.name, spec)

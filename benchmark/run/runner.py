@@ -20,17 +20,17 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from .errors import SampleError, WmbenchError
-from .metrics import METRICS, Metric
-from .models import ModelCard, adapter_class, instantiate
-from .models.base import TASK_CAPABILITY, Model
+from ..core.errors import SampleError, BadInput
+from ..metrics import METRICS, Metric
+from ..models import ModelCard, adapter_class, instantiate
+from ..models.base import TASK_CAPABILITY, Model
 from .scoring import COUNTERFACTUAL, TaskMetrics, describe_error
 from .selection import select
 from .results import provenance
-from .store import RunStore, SampleRecord
-from .tasks import MetricRef, TaskSpec
-from .types import Batch, Transition, check_image
-from .yamlspec import content_hash
+from ..log.store import RunStore, SampleRecord
+from ..core.tasks import MetricRef, TaskSpec
+from ..core.types import Batch, Transition, check_image
+from ..core.yamlspec import content_hash
 
 STAGES = ("data", "model", "metrics", "harness")
 
@@ -90,7 +90,7 @@ def check_capabilities(card: ModelCard, tasks: Sequence[TaskSpec]) -> None:
     for task in tasks:
         need = TASK_CAPABILITY[task.kind]
         if need not in caps:
-            raise WmbenchError(f"model '{card.name}' (adapter '{card.adapter}') cannot run task '{task.name}': "
+            raise BadInput(f"model '{card.name}' (adapter '{card.adapter}') cannot run task '{task.name}': "
                                f"{task.kind} needs capability '{need}', the model has {list(caps) or 'none'}")
 
 
@@ -142,7 +142,7 @@ class Evaluation:
     def __init__(self, card: ModelCard, run_dir: Path, data_dir: Path, batch_size: int = 8,
                  device: str | None = None, progress: bool = True, retry_failed: bool = False):
         if batch_size < 1:
-            raise WmbenchError("--batch-size must be >= 1")
+            raise BadInput("--batch-size must be >= 1")
         self.card = card
         self.run_dir = Path(run_dir)
         self.data_dir = Path(data_dir)
@@ -356,14 +356,14 @@ class Evaluation:
         clock = time.perf_counter()
         try:
             outputs = [(items, self._call_model(task, items))]
-        except WmbenchError:
+        except BadInput:
             raise  # the model cannot load or is misconfigured: exit 2, every finished batch is kept
         except Exception:  # isolate the failing sample(s)
             outputs = []
             for item in items:
                 try:
                     outputs.append(([item], self._call_model(task, [item])))
-                except WmbenchError:
+                except BadInput:
                     raise
                 except Exception as exc:
                     _fail(records[item.sample_id], "model", _reason(exc))

@@ -7,11 +7,12 @@ EXIT_SAMPLES_FAILED = 1
 EXIT_BAD_INPUT = 2
 
 
-class WmbenchError(Exception):
-    """Bad usage or bad input, found before or outside any sample: the CLI exits 2 with this text."""
+class BadInput(Exception):
+    """Bad usage or bad input, found before or outside any sample (a task file, a model argument, a
+    dataset folder): `wmbench.evaluate` raises it and the CLI exits 2 with its text."""
 
 
-class SpecError(WmbenchError):
+class SpecError(BadInput):
     """A YAML file (task spec or model card) is malformed; the message names the file and the field."""
 
     def __init__(self, path: object, field: str | None, message: str):

@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .errors import WmbenchError
+from ..core.errors import BadInput
 from .stats import paired
 
 SAME_SAMPLES = ("dataset", "frames")  # spec fields that must agree for sample ids to mean the same thing
@@ -33,9 +33,9 @@ def _load(run: Path) -> tuple[dict[str, Any], dict[str, dict[str, dict]]]:
         if not isinstance(results["tasks"], dict) or not results["model"]["card"]["name"]:
             raise ValueError("no tasks or no model name")
     except FileNotFoundError as exc:
-        raise WmbenchError(f"{run}: not a run directory ({exc.filename} is missing)") from exc
+        raise BadInput(f"{run}: not a run directory ({exc.filename} is missing)") from exc
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise WmbenchError(f"{run}: unreadable run directory ({type(exc).__name__}: {exc})") from exc
+        raise BadInput(f"{run}: unreadable run directory ({type(exc).__name__}: {exc})") from exc
     return results, samples
 
 
@@ -45,13 +45,13 @@ def _tasks(a: dict, b: dict, wanted: list[str] | None) -> list[str]:
         for t in wanted:
             if t not in common:
                 where = [name for name, r in (("A", a), ("B", b)) if t not in r["tasks"]]
-                raise WmbenchError(f"--tasks: task '{t}' is not in run {' and '.join(where)}")
+                raise BadInput(f"--tasks: task '{t}' is not in run {' and '.join(where)}")
         common = [t for t in common if t in wanted]
     for t in common:
         spec_a, spec_b = a["tasks"][t]["spec"], b["tasks"][t]["spec"]
         differ = [k for k in SAME_SAMPLES if spec_a.get(k) != spec_b.get(k)]
         if differ:
-            raise WmbenchError(f"task '{t}': the runs read different samples ({', '.join(differ)} differ); "
+            raise BadInput(f"task '{t}': the runs read different samples ({', '.join(differ)} differ); "
                                f"paired comparison needs the same dataset and frame selection")
     return common
 
@@ -101,15 +101,15 @@ def compare(run_a: Path, run_b: Path, tasks: list[str] | None = None, metrics: l
     b, samples_b = _load(run_b)
     common = _tasks(a, b, tasks)
     if not common:
-        raise WmbenchError(f"{run_a} and {run_b} share no task (A: {', '.join(a['tasks']) or 'none'}; "
+        raise BadInput(f"{run_a} and {run_b} share no task (A: {', '.join(a['tasks']) or 'none'}; "
                            f"B: {', '.join(b['tasks']) or 'none'})")
     rows = []
     for task in common:
         rows += compare_task(task, a, b, samples_a.get(task, {}), samples_b.get(task, {}), metrics, seed)
     if metrics and not rows:
-        raise WmbenchError(f"--metrics: neither run scored {', '.join(metrics)} on {', '.join(common)}")
+        raise BadInput(f"--metrics: neither run scored {', '.join(metrics)} on {', '.join(common)}")
     if not any(r["n"] for r in rows):
-        raise WmbenchError(f"{run_a} and {run_b} share no scored samples on {', '.join(common)}: nothing to pair "
+        raise BadInput(f"{run_a} and {run_b} share no scored samples on {', '.join(common)}: nothing to pair "
                            f"(different sample subsets, e.g. another --limit or --seed, or every sample failed)")
     for r in rows:
         r["model_a"], r["model_b"] = a["model"]["card"]["name"], b["model"]["card"]["name"]

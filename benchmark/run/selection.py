@@ -9,10 +9,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .data import FORMATS, GENERATORS
-from .errors import WmbenchError
-from .tasks import TaskSpec
-from .types import Transition
+from ..data import FORMATS, GENERATORS
+from ..core.errors import BadInput
+from ..core.tasks import TaskSpec
+from ..core.types import Transition
 
 
 def effective_task(task: TaskSpec, limit: int | None = None, seed: int | None = None,
@@ -28,7 +28,7 @@ def dataset_root(task: TaskSpec, data_dir: Path, progress: bool = True) -> Path:
     root = Path(data_dir) / task.dataset.subfolder
     if not root.exists():
         if task.dataset.generator is None:
-            raise WmbenchError(f"task '{task.name}': dataset folder {root} does not exist; place the "
+            raise BadInput(f"task '{task.name}': dataset folder {root} does not exist; place the "
                                f"{task.dataset.format} dataset there, or pass --data-dir / set WMBENCH_DATA_DIR")
         print(f"wmbench: generating the {task.dataset.generator} dataset under {root} (first use)", file=sys.stderr)
         run_generator(task.dataset.generator, root, dict(task.dataset.generator_options), progress)
@@ -38,7 +38,7 @@ def dataset_root(task: TaskSpec, data_dir: Path, progress: bool = True) -> Path:
 def run_generator(name: str, root: Path, options: dict[str, Any], progress: bool = True) -> None:
     """Run a dataset generator in a fresh process. A simulator's GL context (MuJoCo on EGL) left in
     the evaluating process made a later `import torch` crash with a segfault here; a child process
-    keeps the two apart. The child's exception (e.g. a WmbenchError naming a bad option) is re-raised."""
+    keeps the two apart. The child's exception (e.g. a BadInput naming a bad option) is re-raised."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
@@ -64,7 +64,7 @@ def select(task: TaskSpec, data_dir: Path, progress: bool = True) -> list[Transi
     seen: set[str] = set()
     for t in transitions:
         if t.sample_id in seen:
-            raise WmbenchError(f"task '{task.name}': the {task.dataset.format} reader yielded sample id "
+            raise BadInput(f"task '{task.name}': the {task.dataset.format} reader yielded sample id "
                                f"'{t.sample_id}' twice under {root}")
         seen.add(t.sample_id)
     if task.limit is not None and task.limit < len(transitions):
