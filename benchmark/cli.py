@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .core.errors import EXIT_BAD_INPUT, EXIT_OK, EXIT_SAMPLES_FAILED, BadInput
 
-DEFAULT_OUTPUT = "runs"
+DEFAULT_OUTPUT = "runs"  # as wmbench.run.api.DEFAULT_OUTPUT (not imported: --help stays fast)
 
 
 def _csv(text: str | None) -> list[str]:
@@ -32,61 +32,38 @@ def _options(flags: list[str] | None) -> dict:
 
 # run -----------------------------------------------------------------------------------------
 def cmd_run(args: argparse.Namespace) -> int:
-    from .data import resolve_data_dir
-    from .models import discover_cards, parse_model_args, rename, resolve_card
-    from .run.runner import check_capabilities, supports
-    from .run.selection import effective_task
-    from .core.tasks import resolve_tasks
+    """Parse the arguments, plan the (model, tasks) pairs, and call `wmbench.evaluate` for each."""
+    from .analysis.leaderboard import collect, markdown
+    from .models import parse_model_args
+    from .run.api import DEFAULT_OUTPUT, default_plan, evaluate, model_card, task_specs
+    from .run.kinds import check_capabilities
 
     if args.no_progress:  # also the bars of libraries that load weights (transformers, sentence-transformers)
         os.environ["TQDM_DISABLE"] = "1"
-    if args.weights_dir:  # metrics locate their weights through this variable (metrics/weights.py)
-        os.environ["WMBENCH_WEIGHTS_DIR"] = str(Path(args.weights_dir).expanduser())
-    dataset_options = _options(args.dataset_option)
-    tasks = [effective_task(t, args.limit, args.seed, dataset_options)
-             for t in resolve_tasks(_csv(args.tasks) or ["default"], args.include_path)]
+    tasks = task_specs(_csv(args.tasks) or ["default"], limit=args.limit, seed=args.seed,
+                       dataset_options=_options(args.dataset_option), include_path=args.include_path)
     model_args = parse_model_args(args.model_args)
     if args.model:
-        cards = [resolve_card(m, model_args) for m in _csv(args.model)]
-        if args.model_name:
-            if len(cards) != 1:
-                raise BadInput("--model-name names one model; pass a single --model")
-            cards = [rename(cards[0], args.model_name)]
-        plan = [(card, tasks) for card in cards]
-        for card, card_tasks in plan:
+        models = _csv(args.model)
+        if args.model_name and len(models) != 1:
+            raise BadInput("--model-name names one model; pass a single --model")
+        plan = [(model_card(m, model_args, args.model_name)[0], tasks) for m in models]
+        for card, card_tasks in plan:  # every pair is checked before the first one runs
             check_capabilities(card, card_tasks)
     else:
-        cards = [c for c in discover_cards().values() if "default" in c.suites]
-        if model_args:
-            cards = [resolve_card(c.path, model_args) for c in cards]
-        plan = [(card, [t for t in tasks if supports(card, t)]) for card in cards]
-        plan = [(card, card_tasks) for card, card_tasks in plan if card_tasks]
-    if not plan:
-        raise BadInput("no (model, task) pair to run: no default model supports the selected tasks")
-    output = Path(args.output or DEFAULT_OUTPUT)
+        plan = default_plan(tasks, model_args)
     single = args.output is not None and args.model is not None and len(plan) == 1
-    data_dir = resolve_data_dir(args.data_dir)
-
-    from .analysis.leaderboard import collect, markdown
-    from .run.results import write_outputs
-    from .run.runner import Evaluation
-
-    config = {"batch_size": args.batch_size, "data_dir": str(data_dir), "limit": args.limit,
-              "seed": args.seed, "device": args.device}
-    failed = 0
-    run_dirs = []
+    output = Path(args.output) if args.output is not None else DEFAULT_OUTPUT
+    failed, run_dirs = 0, []
     for card, card_tasks in plan:
         run_dir = output if single else output / card.name
-        evaluation = Evaluation(card, run_dir, data_dir, batch_size=args.batch_size, device=args.device,
-                                progress=not args.no_progress, retry_failed=args.retry_failed)
-        try:
-            summary = evaluation.run(card_tasks, rescore=args.rescore)
-            write_outputs(evaluation.store, evaluation.metric, config)
-        finally:
-            evaluation.store.close()
-        failed += summary.failed
+        result = evaluate(card_tasks, card, output=run_dir, batch_size=args.batch_size, device=args.device,
+                          data_dir=args.data_dir, rescore=args.rescore, retry_failed=args.retry_failed,
+                          progress=not args.no_progress, weights_dir=args.weights_dir, limit=args.limit,
+                          seed=args.seed)
+        failed += result.failed
         run_dirs.append(run_dir)
-        for o in summary.outcomes:
+        for o in result.outcomes:
             note = f", {o.failed} failed" if o.failed else ""
             print(f"wmbench: {card.name} | {o.task}: {o.selected} samples, {o.new} evaluated now, "
                   f"{o.rescored} rescored{note} -> {run_dir}", file=sys.stderr)
@@ -135,20 +112,22 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from .models import load_card
+    from .models import card_or_task, load_card
     from .core.tasks import load_task
     from .core.yamlspec import read_yaml
 
     bad = 0
     for path in args.paths:
+        why = ""
         try:
             data = read_yaml(Path(path))
-            is_card = isinstance(data, dict) and "adapter" in data
+            is_card, why = card_or_task(path, data)  # by its keys (misspelled ones too), else its folder
+            why = f"checked as a {'model card' if is_card else 'task'}: {why}"
             spec = load_card(path) if is_card else load_task(path)
             print(f"ok  {path}  ({'model card' if is_card else 'task'} '{spec.name}')")
         except BadInput as exc:
             bad += 1
-            print(f"error: {exc}", file=sys.stderr)
+            print(f"error: {exc}" + (f" ({why})" if why else ""), file=sys.stderr)
     return EXIT_BAD_INPUT if bad else EXIT_OK
 
 

@@ -15,12 +15,10 @@ import tempfile
 import time
 from pathlib import Path
 
+import wmbench
 from wmbench.data import resolve_data_dir
-from wmbench.models import resolve_card
-from wmbench.run.results import write_outputs
-from wmbench.run.runner import Evaluation
-from wmbench.run.selection import dataset_root, effective_task
-from wmbench.core.tasks import resolve_tasks
+from wmbench.run.api import task_specs
+from wmbench.run.selection import dataset_root
 
 
 def main() -> None:
@@ -32,26 +30,19 @@ def main() -> None:
     parser.add_argument("--data-dir")
     args = parser.parse_args()
 
-    task = effective_task(resolve_tasks([args.task])[0], args.limit, None)
+    task = task_specs(args.task, limit=args.limit)[0]
     data_dir = resolve_data_dir(args.data_dir)
     clock = time.perf_counter()
     dataset_root(task, data_dir, progress=True)
     generation = time.perf_counter() - clock
     with tempfile.TemporaryDirectory() as tmp:
-        evaluation = Evaluation(resolve_card(args.model), Path(tmp) / "run", data_dir,
-                                batch_size=args.batch_size, progress=False)
         clock = time.perf_counter()
-        summary = evaluation.run([task])
-        write_start = time.perf_counter()
-        write_outputs(evaluation.store, evaluation.metric, {"batch_size": args.batch_size,
-                                                            "data_dir": str(data_dir), "limit": args.limit,
-                                                            "seed": None, "device": None})
+        result = wmbench.evaluate(task, args.model, output=Path(tmp) / "run", batch_size=args.batch_size,
+                                  data_dir=data_dir, progress=False)
         end = time.perf_counter()
-        evaluation.store.close()
-    timings = dict(summary.timings)
-    timings["harness"] += end - write_start
+    timings = dict(result.timings)
     wall = end - clock
-    n = summary.outcomes[0].selected
+    n = result.outcomes[0].selected
     print(f"task {args.task}, model {args.model}, {n} samples, batch {args.batch_size}, "
           f"metrics: {', '.join(task.metrics)}")
     if generation > 0.5:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from wmbench.metrics import METRICS, MetricInput
+from wmbench.metrics import METRICS, MetricInput, Scores
 
 SKIP = {"idp_cycle", "vlm_judge", "counterfactual_sensitivity"}  # need a model or a second prediction
 
@@ -70,8 +70,13 @@ def scores_of(metric, samples: list, preds: list, batch: int) -> np.ndarray:
         part = samples[start:start + batch]
         inp = MetricInput("fdp", preds[start:start + batch], [s[1] for s in part], [s[2] for s in part],
                           [s[3] for s in part], aux=[s[4] for s in part])
-        out.append(metric.score(inp))
+        out.append(Scores.of(metric.score(inp), len(part)).values)
     return np.concatenate(out)
+
+
+def _value(result) -> float:
+    """`score_set` returns a value or (value, details)."""
+    return float(result[0] if isinstance(result, tuple) else result)
 
 
 def table(groups: dict[str, list], batch: int = 16) -> str:
@@ -95,7 +100,7 @@ def table(groups: dict[str, list], batch: int = 16) -> str:
             preds = {"copy": [s[1] for s in samples], "oracle": [s[2] for s in samples], "degraded": degraded[g]}
             targets = [s[2] for s in samples]
             if metric.set_level:
-                means = {a: metric.score_set(p, targets) for a, p in preds.items()}
+                means = {a: _value(metric.score_set(p, targets)) for a, p in preds.items()}
                 cells += [" / ".join(f"{means[a]:.4g}" for a in preds), "(set-level)"]
                 continue
             values = {a: scores_of(metric, samples, p, batch) for a, p in preds.items()}

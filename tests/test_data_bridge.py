@@ -93,7 +93,7 @@ def test_trajectories_images_text_and_actions(root):
     assert new[0].sample_id == "bridge_data_v2/toykitchen2/set_table/00/2022-01-01_00-00-00/raw/traj_group0/traj0:0-1"
     for t in new:
         traj = int(t.episode_id.rsplit("traj", 1)[1])
-        folder = Path(t.source.origin).parent
+        folder = root / Path(t.source.origin).parent  # origins are relative to the dataset root
         assert np.array_equal(t.source.load(), np.asarray(Image.open(folder / f"im_{t.source_index}.jpg").convert("RGB")))
         assert np.abs(t.target.load().astype(int) - picture(traj, t.target_index)).mean() < 8  # JPEG of sharp ramps
         assert np.array_equal(t.action_vector, actions_of(traj, 3)[t.source_index:t.target_index])
@@ -140,3 +140,15 @@ def test_not_bridge(tmp_path, root):
     with pytest.raises(BadInput, match="unknown option"):
         read(root, actions=False)
     assert FORMATS.get("bridge") is bridge.read
+
+
+def test_origins_are_relative_to_the_dataset_root(root, tmp_path):
+    group = root / "bridge_data_v2" / "toykitchen2" / "set_table" / "00" / "2022-01-01_00-00-00" / "raw" / "traj_group0"
+    (group / "traj10" / "images0" / "im_1.jpg").rename(group / "traj10" / "images0" / "im_5.jpg")  # one unreadable
+    ts = read(root, trust_pickle=True)
+    for t in ts:
+        for origin in (t.describe()["source"], t.describe()["target"]):
+            assert not origin.startswith("/") and str(tmp_path) not in origin, origin
+    new = [t for t in ts if t.episode_id.startswith("bridge_data_v2")]
+    assert new[0].describe()["source"] == \
+        "bridge_data_v2/toykitchen2/set_table/00/2022-01-01_00-00-00/raw/traj_group0/traj0/images0/im_0.jpg"

@@ -133,3 +133,12 @@ def test_not_calvin_folders(root, tmp_path):
     with pytest.raises(BadInput, match="unknown option"):
         read(root, trust=True)
     assert FORMATS.get("calvin") is calvin.read
+
+
+def test_origins_are_relative_to_the_dataset_root(root, tmp_path):
+    ts = read(root, trust_pickle=True)
+    for t in ts:
+        for origin in (t.describe()["source"], t.describe()["target"]):
+            assert not origin.startswith("/") and str(tmp_path) not in origin, origin
+    assert ts[0].describe()["source"].startswith("validation/episode_")
+    assert ts[0].describe()["source"].endswith(".npz:rgb_static")

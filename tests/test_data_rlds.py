@@ -430,3 +430,15 @@ def test_bad_folders_options_and_splits(tmp_path, fractal):
     with pytest.raises(FormatError, match="array_record"):
         read(fractal)
     assert FORMATS.get("rlds") is rlds.read
+
+
+def test_origins_are_relative_to_the_dataset_root(fractal, tmp_path):
+    (fractal / "0.1.0" / "fractal20220817_data-train.tfrecord-00001-of-00002").unlink()  # one failed sample
+    ts = read(fractal)
+    assert ts[-1].sample_id.endswith(":unreadable")
+    for t in ts:
+        for origin in (t.describe()["source"], t.describe()["target"]):
+            assert not origin.startswith("/") and str(tmp_path) not in origin, origin
+    assert ts[0].describe()["source"] == \
+        "0.1.0/fractal20220817_data-train.tfrecord-00000-of-00002@0:steps/observation/image[0]"
+    assert np.array_equal(ts[0].source.load(), pixels(0, 0))

@@ -98,7 +98,8 @@ def test_template_action_text(ssv2):
 def test_gap_pairs_decode_each_video_once(ssv2, monkeypatch):
     calls = []
     real = video.read_frames
-    monkeypatch.setattr(video, "read_frames", lambda p, keys: calls.append((Path(p).stem, list(keys))) or real(p, keys))
+    monkeypatch.setattr(video, "read_frames",
+                        lambda p, keys, **k: calls.append((Path(p).stem, list(keys))) or real(p, keys, **k))
     ts = _read(ssv2, frames=FrameSelection(mode="gap", gap=4, stride=2))
     ids = [t.sample_id for t in ts if t.episode_id == "198186"]
     assert ids == [f"198186:{s}-{s + 4}" for s in range(0, 16, 2)]
@@ -115,7 +116,7 @@ def test_gap_pairs_decode_each_video_once(ssv2, monkeypatch):
 def test_only_selected_samples_are_decoded(ssv2, monkeypatch):
     calls = []
     real = video.read_frames
-    monkeypatch.setattr(video, "read_frames", lambda p, keys: calls.append(list(keys)) or real(p, keys))
+    monkeypatch.setattr(video, "read_frames", lambda p, keys, **k: calls.append(list(keys)) or real(p, keys, **k))
     ts = [t for t in _read(ssv2, frames=FrameSelection(mode="gap", gap=1)) if t.episode_id == "74225"]
     keep = ts[5]
     del ts  # the runner drops unselected transitions: their frames are not decoded

@@ -17,7 +17,7 @@ from conftest import TASK_TEMPLATE, write_pairs
 
 from wmbench.cli import main
 from wmbench.analysis.leaderboard import build, collect, render
-from wmbench.analysis.stats import macro_mean_ci
+from wmbench.core.stats import macro_mean_ci
 
 SUBSET_TASK = TASK_TEMPLATE.replace("metrics:", "suites: [pairsub]\nlimit: 6\nseed: {seed}\nmetrics:")
 

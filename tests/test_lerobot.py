@@ -335,3 +335,13 @@ def test_writer_rolls_data_files_over_at_episode_boundaries(tmp_path, monkeypatc
     for ep, s in enumerate(samples):
         assert s.action_text == TASKS[ep % 2]
         assert_frame(s.target.load(), ep, LENGTHS[ep] - 1, 0)
+
+
+def test_origins_are_relative_to_the_dataset_root(tmp_path):
+    root = write_v21(tmp_path / "d")
+    (root / "data/chunk-000/episode_000001.parquet").write_bytes(b"not parquet")  # one unreadable episode
+    samples = read(root) + read(write_v3(tmp_path / "images", images=True))
+    assert any(s.sample_id.endswith(":unreadable") for s in samples)
+    for s in samples:
+        for origin in (s.describe()["source"], s.describe()["target"]):
+            assert not origin.startswith("/") and str(tmp_path) not in origin, origin

@@ -47,11 +47,12 @@ def test_fid_matches_torchmetrics():
     assert metric.set_level and metric.describe()["set_level"]
     per_sample = metric.score(MetricInput("fdp", preds, targets, targets))
     assert np.isnan(per_sample).all()  # set-level: no per-sample value
-    ours = metric.score_set(preds, targets)
+    ours, details = metric.score_set(preds, targets)
+    assert details == {"n_predictions": len(preds), "n_targets": len(targets)}
     expected = float(reference(FrechetInceptionDistance, preds, targets).compute())
     assert ours == pytest.approx(expected, abs=1e-4)
-    assert metric.score_set(targets, targets) == pytest.approx(0.0, abs=1e-4)
-    assert np.isnan(metric.score_set(preds[:1], targets[:1]))
+    assert metric.score_set(targets, targets)[0] == pytest.approx(0.0, abs=1e-4)
+    assert np.isnan(metric.score_set(preds[:1], targets[:1])[0])
 
 
 @pytest.mark.filterwarnings("ignore:.*will save all extracted features.*:UserWarning")  # the reference's
@@ -60,14 +61,14 @@ def test_kid_matches_torchmetrics_and_is_seeded():
 
     preds, targets = sets()
     metric = METRICS.get("kid")(backbone=RandomTinyFeatures(), subsets=5, subset_size=8, seed=3)
-    ours = metric.score_set(preds, targets)
+    ours, details = metric.score_set(preds, targets)
     ref = reference(KernelInceptionDistance, preds, targets, subsets=5, subset_size=8)
     torch.manual_seed(3)
     assert ours == pytest.approx(float(ref.compute()[0]), abs=1e-4)
-    assert metric.score_set(preds, targets) == ours  # same seed, same subsets
-    assert metric.last_set_details["subset_size"] == 8
+    assert metric.score_set(preds, targets)[0] == ours  # same seed, same subsets
+    assert details["subset_size"] == 8
     # subset larger than the set: the whole set, exact
-    whole = METRICS.get("kid")(backbone=RandomTinyFeatures()).score_set(preds, targets)
+    whole, _ = METRICS.get("kid")(backbone=RandomTinyFeatures()).score_set(preds, targets)
     ref = reference(KernelInceptionDistance, preds, targets, subsets=2, subset_size=len(preds))
     assert whole == pytest.approx(float(ref.compute()[0]), abs=1e-4)
 

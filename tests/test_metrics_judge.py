@@ -55,9 +55,8 @@ def test_judge_scores_min_keeps_replies_and_retries():
                            "Editing success: 3, minimal editing: 9", "still garbage", "nope"])
     metric = METRICS.get("vlm_judge")(adapter=judge, retries=2)
     assert metric.available() == (True, "")
-    scores = metric.score(MetricInput("fdp", src, src, None, ["push", "open", "lift"]))
+    scores, details = metric.score(MetricInput("fdp", src, src, None, ["push", "open", "lift"]))
     assert scores[0] == 6 and scores[1] == 3 and np.isnan(scores[2])
-    details = metric.last_details
     assert details[0]["replies"] == ['{"editing_success": 8, "minimal_editing": 6}']
     assert details[1]["replies"] == ["no idea", "Editing success: 3, minimal editing: 9"]
     assert details[2]["failed"] and len(details[2]["replies"]) == 3 and "3 attempts" in details[2]["error"]
@@ -85,12 +84,12 @@ def test_idp_cycle_logprob_and_caption():
     assert metric.available() == (True, "")
     copy = metric.score(MetricInput("fdp", src, src, tgt, ["push", "push"]))
     oracle = metric.score(MetricInput("fdp", tgt, src, tgt, ["push", "push"]))
-    assert np.allclose(oracle, 0.0) and (copy < oracle).all()
-    assert metric.last_details[0]["logprob_prediction"] == metric.last_details[0]["logprob_target"]
+    assert np.allclose(oracle.values, 0.0) and (copy.values < oracle.values).all()
+    assert oracle.details[0]["logprob_prediction"] == oracle.details[0]["logprob_target"]
     caption = METRICS.get("idp_cycle")(adapter=PixelIDP(), mode="caption")
     c_copy = caption.score(MetricInput("fdp", src, src, tgt, ["push the cup left"] * 2))
     c_oracle = caption.score(MetricInput("fdp", tgt, src, tgt, ["push the cup left"] * 2))
-    assert (c_oracle > c_copy).all() and caption.last_details[0]["idp_caption"] == "push the cup to the left"
+    assert (c_oracle.values > c_copy.values).all() and c_oracle.details[0]["idp_caption"] == "push the cup to the left"
     # an adapter without the needed capability is refused up front, with the reason
     ok, reason = METRICS.get("idp_cycle")(model="copy", mode="logprob").available()
     assert not ok and "action_logprob" in reason

@@ -105,17 +105,17 @@ def test_class_accuracy_templates_words_and_embedding(minilm):
     preds = ["pushing a cup from left to right", "Pushing a cup from left to right", "put a pen on the desk",
              "something"]
     meta = [{"class_id": "0"}, {"class_id": "1"}, {"class_id": "2"}, {}]
-    scores = metric.score(idp(preds, ["x"] * 4, meta))
+    scores, details = metric.score(idp(preds, ["x"] * 4, meta))
     assert list(scores[:3]) == [1.0, 0.0, 0.0] and np.isnan(scores[3])  # "put" is not "Putting"
-    assert metric.last_details[0]["predicted_class"] == "0"
+    assert details[0]["predicted_class"] == "0"
     # embedding match maps the free-form "put a pen on the desk" to the Putting template
     emb = METRICS.get("class_accuracy")(match="embedding", classes=templates)
-    assert emb.score(idp(preds[2:3], ["x"], meta[2:3]))[0] == 1.0
+    assert emb.score(idp(preds[2:3], ["x"], meta[2:3])).values[0] == 1.0
     # EPIC verbs: a class name occurring as a word
     verbs = METRICS.get("class_accuracy")(key="verb_class", classes={"3": "open", "4": "take", "5": "put"})
     out = verbs.score(idp(["open the fridge", "take:out the pan", "wash"], ["x"] * 3,
                           [{"verb_class": 3}, {"verb_class": "5"}, {"verb_class": 4}]))
-    assert list(out) == [1.0, 0.0, 0.0]
+    assert list(out.values) == [1.0, 0.0, 0.0]
     # same position: the longer (more specific) class name wins
     assert text_metrics.match_word("put down the cup", {"5": "put", "9": "put-down"}) == "9"
     assert text_metrics.match_word("then put it down", {"5": "put", "9": "put-down"}) == "5"

@@ -24,11 +24,13 @@ KEY = "sk-test-secret-0123456789"
 
 
 class Server:
-    """Scripted replies: `plan` maps a path to a list of (status, headers) failures served first."""
+    """Scripted replies: `plan` maps a path to a list of (status, headers) failures served first;
+    `replies` maps a path to a list of 200 payloads served next (then the normal replies)."""
 
     def __init__(self):
         self.requests: list[tuple[str, dict, bytes]] = []
         self.plan: dict[str, list[tuple[int, dict]]] = {}
+        self.replies: dict[str, list[dict]] = {}
         self.active = self.peak = 0
         self.lock = threading.Lock()
         server = self
@@ -45,12 +47,14 @@ class Server:
                     server.active += 1
                     server.peak = max(server.peak, server.active)
                     failure = server.plan.get(path, []).pop(0) if server.plan.get(path) else None
+                    queued = server.replies.get(path) if not failure else None
+                    scripted = queued.pop(0) if queued else None
                 time.sleep(0.02)
                 try:
                     if failure:
                         status, headers = failure
                         return self._reply(status, {"error": {"message": f"bad key {KEY}"}}, headers)
-                    self._reply(200, server.respond(path, self.headers, body))
+                    self._reply(200, scripted if scripted is not None else server.respond(path, self.headers, body))
                 finally:
                     with server.lock:
                         server.active -= 1
@@ -187,3 +191,36 @@ def test_capabilities_and_key_hygiene(server):
     assert KEY not in json.dumps(model(server).fingerprint())
     with pytest.raises(BadInput, match="environment variable"):
         OpenAIChatModel(model="m", api_key_env="sk-abc-123")
+
+
+def null_content(finish_reason="stop", **message):
+    return {"choices": [{"index": 0, "finish_reason": finish_reason,
+                         "message": {"role": "assistant", "content": None, **message}}]}
+
+
+@pytest.mark.parametrize("reply, words", [
+    (null_content(), r"no answer text \(content: null, finish_reason: 'stop'\): no reason given"),
+    (null_content("length", reasoning_content="Let me think..."),
+     r"finish_reason: 'length'\): max_tokens=64 ran out before any answer text \(spent on reasoning\); "
+     r"raise max_tokens"),
+    (null_content(refusal="I can't help with that."), r"the model refused: \"I can't help with that.\""),
+    (null_content("content_filter"), "content filter"),
+    (null_content("tool_calls", tool_calls=[{"id": "1", "type": "function"}]), "called a tool"),
+    ({"choices": [{"finish_reason": "stop", "message": {"role": "assistant"}}]}, "no answer text"),
+])
+def test_null_content_is_a_sample_failure_not_an_empty_answer(server, reply, words):
+    server.replies["chat/completions"] = [reply]
+    with pytest.raises(SampleError, match=words):
+        model(server).infer_action(make_batch(1))
+
+
+def test_content_parts_and_empty_strings_are_answers(server):
+    text = [{"type": "text", "text": " open "}, {"type": "text", "text": "it"}]
+    parts = {"choices": [{"message": {"content": text}}]}
+    server.replies["chat/completions"] = [parts, {"choices": [{"message": {"content": ""}}]}]
+    m = model(server, concurrency=1)
+    assert m.answer([[np.zeros((4, 4, 3), np.uint8)]], ["q"]) == ["open it"]
+    assert m.answer([[np.zeros((4, 4, 3), np.uint8)]], ["q"]) == [""]  # the model said nothing: a real answer
+    server.replies["chat/completions"] = [{"choices": [{"message": {"content": 42}}]}]
+    with pytest.raises(SampleError, match="content is a int, not text"):
+        m.answer([[np.zeros((4, 4, 3), np.uint8)]], ["q"])

@@ -48,7 +48,7 @@ def build(folders, n=4, **extra):
 
 def test_best_of_n_batches_and_picks_the_argmax(folders):
     model = build(folders)
-    assert isinstance(model, VerifiedModel) and model.capabilities() == ("predict_next",)
+    assert isinstance(model, VerifiedModel) and model.capabilities() == ("predict_next", "predict_candidates")
     sampler_calls, verifier_calls = [], []
     spy(model.sampler, "predict_next", sampler_calls)
     spy(model.verifier, "action_logprob", verifier_calls)

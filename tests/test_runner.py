@@ -14,7 +14,7 @@ import jsonschema
 import pytest
 
 from wmbench.cli import main
-from wmbench.run.results import RESULTS_SCHEMA
+from wmbench.log.results import RESULTS_SCHEMA
 
 
 def run_cli(*argv: str) -> int:

@@ -131,3 +131,79 @@ def test_data_inspect_reads_what_a_task_reads(workspace, capsys):
     assert [t["sample_id"] for t in lines] == ["pair000", "pair001"]
     assert lines[0]["target"] == "images/0_b.png"
     assert main(["data", "inspect"]) == 2
+
+
+def test_duplicate_task_names_name_both_files(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("WMBENCH_TASKS_PATH", raising=False)
+    mine = tmp_path / "mine"
+    (mine / "sub").mkdir(parents=True)
+    (mine / "a.yaml").write_text(GOOD.replace("name: t", "name: twin"))
+    (mine / "sub" / "b.yaml").write_text(GOOD.replace("name: t", "name: twin"))
+    with pytest.raises(BadInput, match=r"task name 'twin' is defined twice: in .*a\.yaml and in .*b\.yaml"):
+        resolve_tasks(["twin"], include=[mine])
+    with pytest.raises(BadInput, match="defined twice"):
+        resolve_tasks(["metaworld_fdp"], include=[mine])  # any duplicate in the search path stops the run
+    assert main(["list", "tasks", "--include-path", str(mine)]) == 2
+    err = capsys.readouterr().err
+    assert str(mine / "a.yaml") in err and str(mine / "sub" / "b.yaml") in err
+    # the same folder reached twice (environment and --include-path) is not a duplicate
+    (mine / "sub" / "b.yaml").unlink()
+    monkeypatch.setenv("WMBENCH_TASKS_PATH", str(mine))
+    assert [t.name for t in resolve_tasks(["twin"], include=[mine])] == ["twin"]
+
+
+def test_an_included_task_may_not_shadow_a_built_in_one(tmp_path, monkeypatch):
+    monkeypatch.delenv("WMBENCH_TASKS_PATH", raising=False)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "fdp.yaml").write_text(GOOD.replace("name: t", "name: metaworld_fdp"))
+    with pytest.raises(BadInput) as info:
+        resolve_tasks(["metaworld_fdp"], include=[mine])
+    message = str(info.value)
+    builtin = next(p for p in TASKS_DIR.rglob("*.yaml") if load_task(p).name == "metaworld_fdp")
+    assert str(builtin) in message and str(mine / "fdp.yaml") in message
+    assert f"{mine / 'fdp.yaml'} shadows the built-in task" in message
+    # a task file given by path whose name is selected twice with another file is refused too
+    other = tmp_path / "other.yaml"
+    other.write_text(GOOD.replace("name: t", "name: metaworld_fdp"))
+    with pytest.raises(BadInput, match="defined twice"):
+        resolve_tasks(["metaworld_fdp", str(other)])
+    assert [t.path for t in resolve_tasks([str(other)])] == [str(other)]
+
+
+CARD = "name: soft\nadapter: blur\nargs: {radius: 1}\ncitation: none\n"
+
+
+@pytest.mark.parametrize("folder, text", [
+    ("baselines", CARD.replace("adapter:", "adaptor:")),  # a card key misspelled, in a baselines/ folder
+    ("elsewhere", CARD.replace("adapter:", "adaptor:")),  # ... recognised by its other card keys
+    ("elsewhere", "name: soft\nadaptor: blur\n"),  # ... or by the misspelled key alone
+])
+def test_validate_a_card_with_a_misspelled_key(tmp_path, capsys, folder, text):
+    path = tmp_path / folder / "soft.yaml"
+    path.parent.mkdir()
+    path.write_text(text)
+    assert main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}: field 'adaptor': unknown field (did you mean 'adapter'?)" in err
+    assert "checked as a model card" in err and "kind" not in err  # not told about task fields
+
+
+def test_validate_decides_card_or_task_by_keys_then_folder(tmp_path, capsys):
+    cards, tasks = tmp_path / "baselines", tmp_path / "tasks"
+    cards.mkdir(), tasks.mkdir()
+    (cards / "bare.yaml").write_text("name: bare\n")
+    assert main(["validate", str(cards / "bare.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert "field 'adapter': required field is missing" in err and "under a baselines/ folder" in err
+    (tasks / "bare.yaml").write_text("name: bare\n")
+    assert main(["validate", str(tasks / "bare.yaml")]) == 2
+    assert "field 'kind': required field is missing" in capsys.readouterr().err
+    # a task misfiled under baselines/ is still checked as a task: its keys say so
+    (cards / "task.yaml").write_text(GOOD.replace("metrics:", "metrcs:"))
+    assert main(["validate", str(cards / "task.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert "field 'metrcs': unknown field (did you mean 'metrics'?)" in err and "checked as a task" in err
+    (cards / "good.yaml").write_text(CARD)
+    assert main(["validate", str(cards / "good.yaml")]) == 0
+    assert "model card 'soft'" in capsys.readouterr().out

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from wmbench.analysis import stats
+from wmbench.core import stats
 from wmbench.cli import main
 
 

@@ -15,40 +15,22 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import BadInput
-from .stats import paired
+from ..log.runlog import RunLog, SampleLog, read_run
+from ..core.stats import paired
 
 SAME_SAMPLES = ("dataset", "frames")  # spec fields that must agree for sample ids to mean the same thing
 
 
-def _load(run: Path) -> tuple[dict[str, Any], dict[str, dict[str, dict]]]:
-    """results.json and, per task, the samples of samples.jsonl by id."""
-    try:
-        results = json.loads((run / "results.json").read_text(encoding="utf-8"))
-        lines = (run / "samples.jsonl").read_text(encoding="utf-8").splitlines()
-        samples: dict[str, dict[str, dict]] = {}
-        for line in lines:
-            if line.strip():
-                s = json.loads(line)
-                samples.setdefault(s["task"], {})[s["sample_id"]] = s
-        if not isinstance(results["tasks"], dict) or not results["model"]["card"]["name"]:
-            raise ValueError("no tasks or no model name")
-    except FileNotFoundError as exc:
-        raise BadInput(f"{run}: not a run directory ({exc.filename} is missing)") from exc
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise BadInput(f"{run}: unreadable run directory ({type(exc).__name__}: {exc})") from exc
-    return results, samples
-
-
-def _tasks(a: dict, b: dict, wanted: list[str] | None) -> list[str]:
-    common = [t for t in a["tasks"] if t in b["tasks"]]
+def _tasks(a: RunLog, b: RunLog, wanted: list[str] | None) -> list[str]:
+    common = [t for t in a.tasks if t in b.tasks]
     if wanted:
         for t in wanted:
             if t not in common:
-                where = [name for name, r in (("A", a), ("B", b)) if t not in r["tasks"]]
+                where = [name for name, r in (("A", a), ("B", b)) if t not in r.tasks]
                 raise BadInput(f"--tasks: task '{t}' is not in run {' and '.join(where)}")
         common = [t for t in common if t in wanted]
     for t in common:
-        spec_a, spec_b = a["tasks"][t]["spec"], b["tasks"][t]["spec"]
+        spec_a, spec_b = a.tasks[t].spec, b.tasks[t].spec
         differ = [k for k in SAME_SAMPLES if spec_a.get(k) != spec_b.get(k)]
         if differ:
             raise BadInput(f"task '{t}': the runs read different samples ({', '.join(differ)} differ); "
@@ -56,12 +38,13 @@ def _tasks(a: dict, b: dict, wanted: list[str] | None) -> list[str]:
     return common
 
 
-def compare_task(task: str, a: dict, b: dict, samples_a: dict, samples_b: dict,
-                 metrics: list[str] | None, seed: int) -> list[dict[str, Any]]:
-    ma, mb = a["tasks"][task]["metrics"], b["tasks"][task]["metrics"]
+def compare_task(task: str, a: RunLog, b: RunLog, metrics: list[str] | None, seed: int) -> list[dict[str, Any]]:
+    ma, mb = a.tasks[task].metrics, b.tasks[task].metrics
+    samples_a: dict[str, SampleLog] = a.tasks[task].by_id
+    samples_b: dict[str, SampleLog] = b.tasks[task].by_id
     names = [m for m in (metrics or ma) if m in ma and m in mb]
-    done_a = {sid for sid, s in samples_a.items() if s["status"] == "done"}
-    done_b = {sid for sid, s in samples_b.items() if s["status"] == "done"}
+    done_a = {sid for sid, s in samples_a.items() if s.done}
+    done_b = {sid for sid, s in samples_b.items() if s.done}
     rows = []
     for metric in names:
         row: dict[str, Any] = {"task": task, "metric": metric, "higher_is_better": ma[metric]["higher_is_better"],
@@ -77,12 +60,12 @@ def compare_task(task: str, a: dict, b: dict, samples_a: dict, samples_b: dict,
             continue
         x, y, episodes = [], [], []
         for sid, s in samples_a.items():  # run A's order: the reader's order
-            if sid in done_b and s["status"] == "done":
-                va, vb = s["scores"].get(metric), samples_b[sid]["scores"].get(metric)
+            if sid in done_b and s.done:
+                va, vb = s.scores.get(metric), samples_b[sid].scores.get(metric)
                 if va is not None and vb is not None:
                     x.append(va)
                     y.append(vb)
-                    episodes.append((s.get("sample") or {}).get("episode_id"))
+                    episodes.append(s.episode_id)
         if not x:
             rows.append({**row, "n": 0, "note": "no sample scored in both runs"})
             continue
@@ -97,22 +80,21 @@ def compare_task(task: str, a: dict, b: dict, samples_a: dict, samples_b: dict,
 
 def compare(run_a: Path, run_b: Path, tasks: list[str] | None = None, metrics: list[str] | None = None,
             seed: int = 0) -> list[dict[str, Any]]:
-    a, samples_a = _load(run_a)
-    b, samples_b = _load(run_b)
+    a, b = read_run(run_a), read_run(run_b)
     common = _tasks(a, b, tasks)
     if not common:
-        raise BadInput(f"{run_a} and {run_b} share no task (A: {', '.join(a['tasks']) or 'none'}; "
-                           f"B: {', '.join(b['tasks']) or 'none'})")
+        raise BadInput(f"{run_a} and {run_b} share no task (A: {', '.join(a.tasks) or 'none'}; "
+                           f"B: {', '.join(b.tasks) or 'none'})")
     rows = []
     for task in common:
-        rows += compare_task(task, a, b, samples_a.get(task, {}), samples_b.get(task, {}), metrics, seed)
+        rows += compare_task(task, a, b, metrics, seed)
     if metrics and not rows:
         raise BadInput(f"--metrics: neither run scored {', '.join(metrics)} on {', '.join(common)}")
     if not any(r["n"] for r in rows):
         raise BadInput(f"{run_a} and {run_b} share no scored samples on {', '.join(common)}: nothing to pair "
                            f"(different sample subsets, e.g. another --limit or --seed, or every sample failed)")
     for r in rows:
-        r["model_a"], r["model_b"] = a["model"]["card"]["name"], b["model"]["card"]["name"]
+        r["model_a"], r["model_b"] = a.model_name, b.model_name
     return rows
 
 

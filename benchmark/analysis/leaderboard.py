@@ -11,33 +11,21 @@ apart and never count for "best".
 from __future__ import annotations
 
 import fnmatch
-import json
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..core.errors import BadInput
+from ..log.runlog import find_runs, read_run
 from .board import Board, Cell, Column
 from .formats import render
-from .stats import across_seeds, macro_mean_ci
+from ..core.stats import across_seeds, macro_mean_ci
 from ..core.tasks import metric_refs
 from ..core.yamlspec import content_hash
 
 ANCHORS = ("oracle", "copy", "blur", "majority")  # the built-in floor/ceiling baselines
-
-
-def find_results(paths: Iterable[str | Path]) -> list[Path]:
-    found: list[Path] = []
-    for path in map(Path, paths):
-        if path.is_file() and path.name == "results.json":
-            found.append(path)
-        elif path.is_dir():
-            found += sorted(path.rglob("results.json"))
-        else:
-            raise BadInput(f"{path}: neither a run directory nor a results.json")
-    return found
 
 
 def _spec_key(spec: dict[str, Any]) -> str:
@@ -48,23 +36,22 @@ def _spec_key(spec: dict[str, Any]) -> str:
 def collect(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
     """One row per (run, task, metric)."""
     rows = []
-    for path in find_results(paths):
-        try:
-            results = json.loads(path.read_text(encoding="utf-8"))
-            card, fingerprint = results["model"]["card"], results["model"]["fingerprint"]
-            tasks = results["tasks"]
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise BadInput(f"{path}: not a wmbench results file ({type(exc).__name__}: {exc})") from exc
-        for task, entry in tasks.items():
-            spec = entry.get("spec", {})
+    for run in map(read_run, find_runs(paths)):
+        for task in run.tasks.values():
+            spec = task.spec
             order = {ref.key: i for i, ref in enumerate(metric_refs(spec.get("metrics") or []))}  # the task's own order
-            for metric, m in sorted(entry["metrics"].items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0])):
-                rows.append({"model": card["name"], "adapter": card.get("adapter"), "fingerprint": fingerprint,
-                             "task": task, "kind": entry["kind"], "metric": metric, "mean": m["mean"],
-                             "ci95": m["ci95"], "n": m["n"], "higher_is_better": m["higher_is_better"],
-                             "available": m["available"], "reason": m["reason"], "counts": entry["counts"],
-                             "seed": spec.get("seed"), "suites": list(spec.get("suites") or []),
-                             "spec_key": _spec_key(spec), "run": str(path.parent)})
+            for metric, m in sorted(task.metrics.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0])):
+                try:
+                    rows.append({"model": run.model_name, "adapter": run.card.get("adapter"),
+                                 "fingerprint": run.fingerprint, "task": task.name, "kind": task.kind,
+                                 "metric": metric, "mean": m["mean"], "ci95": m["ci95"], "n": m["n"],
+                                 "higher_is_better": m["higher_is_better"], "available": m["available"],
+                                 "reason": m["reason"], "counts": task.counts, "seed": spec.get("seed"),
+                                 "suites": list(spec.get("suites") or []), "spec_key": _spec_key(spec),
+                                 "run": str(run.path)})
+                except (KeyError, TypeError) as exc:
+                    raise BadInput(f"{run.path / 'results.json'}: not a wmbench results file (task '{task.name}', "
+                                   f"metric '{metric}': {type(exc).__name__}: {exc})") from exc
     return rows
 
 
@@ -210,15 +197,14 @@ def _sample_scores(run: str, task: str, metric: str, cache: dict) -> tuple[list[
     """(values, episode ids) of one metric from a run's samples.jsonl; None if it cannot be read."""
     if run not in cache:
         try:
-            lines = (Path(run) / "samples.jsonl").read_text(encoding="utf-8").splitlines()
-            cache[run] = [json.loads(line) for line in lines if line.strip()]
-        except (OSError, ValueError):
+            log = read_run(run)
+            log.samples  # noqa: B018 - parse samples.jsonl now: an unreadable one means no interval, not an error
+            cache[run] = log
+        except BadInput:
             cache[run] = None
     if cache[run] is None:
         return None
-    hits = [s for s in cache[run] if s["task"] == task and s["status"] == "done"
-            and s["scores"].get(metric) is not None]
-    return [s["scores"][metric] for s in hits], [(s.get("sample") or {}).get("episode_id") for s in hits]
+    return cache[run].tasks[task].values(metric) if task in cache[run].tasks else ([], [])
 
 
 def _avg_cell(parts: list[Cell], entries: list[list[dict]], metric: str, cache: dict) -> Cell:
@@ -310,3 +296,38 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     if not rows:
         return "(no results)\n"
     return render(build(rows), "md")
+
+
+TIDY_COLUMNS = ["model", "anchor", "group", "metric", "label", "task", "mean", "ci_lo", "ci_hi", "n", "seeds",
+                "state", "best", "higher_is_better", "note"]
+
+
+def tidy(board: Board):
+    """The board as a tidy pandas DataFrame: one row per (model, column) in the board's order."""
+    import pandas as pd
+
+    records = []
+    for col in board.columns:
+        for model, cell in zip(board.models, board.cells[col.key]):
+            records.append({"model": model, "anchor": model in board.anchors, "group": col.group,
+                            "metric": col.metric, "label": col.label,
+                            "task": col.tasks[0] if len(col.tasks) == 1 else None,
+                            "mean": cell.mean, "ci_lo": cell.lo, "ci_hi": cell.hi, "n": cell.n, "seeds": cell.seeds,
+                            "state": cell.state, "best": cell.best, "higher_is_better": col.higher_is_better,
+                            "note": board.notes.get(cell.note) if cell.note else None})
+    frame = pd.DataFrame.from_records(records, columns=TIDY_COLUMNS)
+    return frame.astype({"mean": float, "ci_lo": float, "ci_hi": float})
+
+
+def leaderboard(run_dirs: Iterable[str | Path], *, tasks: list[str] | None = None, metrics: list[str] | None = None,
+                groups: list[str] | None = None, anchors: Iterable[str] = ANCHORS, average: bool = True):
+    """The leaderboard of the runs under `run_dirs` as a tidy pandas DataFrame (the numbers of
+    `wmbench leaderboard`, for notebooks): one row per model x column with `model`, `anchor`,
+    `group`, `metric`, `label` (the subset, "Avg", or "" for a task shown alone), `task` (missing
+    for "Avg"), `mean`, `ci_lo` / `ci_hi` (the 95% interval; with `seeds` > 1, mean -/+ the s.d. across
+    seeds), `n`, `seeds`, `state` (ok, na: metric unavailable, missing: not evaluated, empty: no
+    sample scored), `best`, `higher_is_better` and `note` (why a value is absent).
+    `tasks` (names or globs), `metrics`, `groups`, `anchors`, `average`: as for `build`."""
+    anchors = tuple(anchors)
+    return tidy(build(collect(run_dirs), tasks=tasks, metrics=metrics, groups=groups, anchors=anchors,
+                      average=average))

@@ -21,18 +21,28 @@ from typing import Any
 
 import numpy as np
 
-from .compare import _load
 from ..core.errors import SampleError, BadInput
+from ..log.runlog import RunLog, SampleLog, TaskLog, read_run
 
 HEATMAP_FULL_SCALE = 128  # a mean |difference| of 128/255 or more is the brightest colour
 
 
 @dataclass
 class Run:
-    path: Path
     label: str
-    results: dict[str, Any]
-    samples: dict[str, dict[str, dict]]  # task -> sample_id -> samples.jsonl record
+    log: RunLog
+
+    @property
+    def path(self) -> Path:
+        return self.log.path
+
+    @property
+    def tasks(self) -> dict[str, TaskLog]:
+        return self.log.tasks
+
+    def samples(self, task: str) -> dict[str, SampleLog]:
+        """sample_id -> sample of `task` ({} where the run does not have the task)."""
+        return self.log.tasks[task].by_id if task in self.log.tasks else {}
 
 
 @dataclass
@@ -44,13 +54,15 @@ class Row:
     source: np.ndarray | None = None
     target: np.ndarray | None = None
     note: str = ""
-    per_run: dict[str, dict] = field(default_factory=dict)  # run label -> record
+    per_run: dict[str, SampleLog] = field(default_factory=dict)  # run label -> sample
 
 
 def load_runs(paths: list[Path]) -> list[Run]:
-    loaded = [(p, *_load(p)) for p in paths]
-    names = [r["model"]["card"]["name"] for _, r, _ in loaded]
-    return [Run(p, n if names.count(n) == 1 else f"{n} ({p.name})", r, s) for (p, r, s), n in zip(loaded, names)]
+    logs = [read_run(p) for p in paths]
+    for log in logs:
+        log.samples  # noqa: B018 - the page shows samples: refuse a run without a readable samples.jsonl up front
+    names = [log.model_name for log in logs]
+    return [Run(n if names.count(n) == 1 else f"{n} ({log.path.name})", log) for log, n in zip(logs, names)]
 
 
 def _rank(task: str, sample_id: str) -> bytes:
@@ -63,9 +75,9 @@ def select_rows(runs: list[Run], tasks: list[str], max_samples: int) -> list[Row
     reader's order."""
     pools = {}
     for task in tasks:
-        ids: dict[str, dict] = {}
+        ids: dict[str, SampleLog] = {}
         for run in runs:
-            for sid, rec in run.samples.get(task, {}).items():
+            for sid, rec in run.samples(task).items():
                 ids.setdefault(sid, rec)
         pools[task] = ids
     quota, left = {}, max_samples
@@ -75,11 +87,11 @@ def select_rows(runs: list[Run], tasks: list[str], max_samples: int) -> list[Row
     rows = []
     for task in tasks:
         chosen = set(sorted(pools[task], key=lambda sid: _rank(task, sid))[: quota[task]])
-        kind = next(r.results["tasks"][task]["kind"] for r in runs if task in r.results["tasks"])
-        for sid, rec in sorted(pools[task].items(), key=lambda kv: (kv[1]["position"], kv[0])):
+        kind = next(r.tasks[task].kind for r in runs if task in r.tasks)
+        for sid, rec in sorted(pools[task].items(), key=lambda kv: (kv[1].position, kv[0])):
             if sid in chosen:
-                row = Row(task, kind, sid, rec.get("sample") or {})
-                row.per_run = {r.label: r.samples[task][sid] for r in runs if sid in r.samples.get(task, {})}
+                row = Row(task, kind, sid, rec.sample)
+                row.per_run = {r.label: r.samples(task)[sid] for r in runs if sid in r.samples(task)}
                 rows.append(row)
     return rows
 
@@ -93,11 +105,11 @@ def attach_frames(rows: list[Row], runs: list[Run], data_dir: str | None) -> lis
 
     notes = []
     for task in dict.fromkeys(r.task for r in rows):
-        run = next(r for r in runs if task in r.results["tasks"])
+        run = next(r for r in runs if task in r.tasks)
         wanted = {r.sample_id: r for r in rows if r.task == task}
         try:
-            spec = build(TaskSpec, run.results["tasks"][task]["spec"], run.path / "results.json")
-            base = Path(data_dir) if data_dir else Path(run.results["config"].get("data_dir") or resolve_data_dir())
+            spec = build(TaskSpec, run.tasks[task].spec, run.path / "results.json")
+            base = Path(data_dir) if data_dir else Path(run.log.results["config"].get("data_dir") or resolve_data_dir())
             if not (base / spec.dataset.subfolder).is_dir() and not data_dir:
                 base = resolve_data_dir()
             root = base / spec.dataset.subfolder
@@ -152,12 +164,10 @@ def heatmap(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (rgba[..., :3] * 255).astype(np.uint8)
 
 
-def _load_png(run: Run, record: dict) -> np.ndarray:
-    from PIL import Image
-
-    path = run.path / record["prediction"]["paths"][0]
-    with Image.open(path) as image:
-        return np.asarray(image.convert("RGB"))
+def _prediction_image(run: Run, record: SampleLog) -> np.ndarray:
+    if record.prediction is None or not record.prediction.images:
+        raise BadInput(f"{run.path}: {record.task}:{record.sample_id} is done but stored no predicted image")
+    return run.log.image(record.prediction.images[0])
 
 
 # figures ---------------------------------------------------------------------------------------
@@ -186,8 +196,8 @@ def bar_figure(runs: list[Run], tasks: list[str]) -> str | None:
     import matplotlib.pyplot as plt
 
     # metrics with no value in any run (N/A: weights missing) get no empty panel; the tables say why
-    metrics = list(dict.fromkeys(m for r in runs for t in tasks if t in r.results["tasks"]
-                                 for m, e in r.results["tasks"][t]["metrics"].items()
+    metrics = list(dict.fromkeys(m for r in runs for t in tasks if t in r.tasks
+                                 for m, e in r.tasks[t].metrics.items()
                                  if e["available"] and e["mean"] is not None))
     if not metrics:
         return None
@@ -196,12 +206,12 @@ def bar_figure(runs: list[Run], tasks: list[str]) -> str | None:
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
     width = 0.8 / max(1, len(runs))
     for ax, metric in zip(axes.flat, metrics):
-        names = [t for t in tasks if any(metric in r.results["tasks"].get(t, {}).get("metrics", {}) for r in runs)]
+        names = [t for t in tasks if any(t in r.tasks and metric in r.tasks[t].metrics for r in runs)]
         higher = True
         for i, run in enumerate(runs):
             xs, ys, err = [], [], [[], []]
             for j, task in enumerate(names):
-                m = run.results["tasks"].get(task, {}).get("metrics", {}).get(metric)
+                m = run.tasks[task].metrics.get(metric) if task in run.tasks else None
                 if m and m["available"] and m["mean"] is not None:
                     higher = m["higher_is_better"]
                     lo, hi = m["ci95"] or (m["mean"], m["mean"])
@@ -223,7 +233,7 @@ def bar_figure(runs: list[Run], tasks: list[str]) -> str | None:
 def scatter_pair(runs: list[Run], task: str) -> tuple[str, str] | None:
     """An edit-unaware metric against an edit-aware one where the task has both (the pair that
     shows `copy` winning one and losing the other), else its first two metrics."""
-    info = next(r.results["tasks"][task]["metrics"] for r in runs if task in r.results["tasks"])
+    info = next(r.tasks[task].metrics for r in runs if task in r.tasks)
     names = [m for m in info if info[m]["available"]]
     plain = [m for m in names if not info[m].get("edit_aware")]
     aware = [m for m in names if info[m].get("edit_aware")]
@@ -244,10 +254,10 @@ def scatter_figure(runs: list[Run], tasks: list[str]) -> str | None:
     fig, axes = plt.subplots(1, len(pairs), figsize=(4.2 * len(pairs), 3.6), squeeze=False)
     for ax, (task, (mx, my)) in zip(axes.flat, pairs):
         for run in runs:
-            recs = [s for s in run.samples.get(task, {}).values() if s["status"] == "done"
-                    and s["scores"].get(mx) is not None and s["scores"].get(my) is not None]
+            recs = [s for s in run.samples(task).values() if s.done
+                    and s.scores.get(mx) is not None and s.scores.get(my) is not None]
             if recs:
-                ax.scatter([s["scores"][mx] for s in recs], [s["scores"][my] for s in recs], s=10, alpha=0.6,
+                ax.scatter([s.scores[mx] for s in recs], [s.scores[my] for s in recs], s=10, alpha=0.6,
                            color=f"C{runs.index(run) % 10}")
         ax.set_xlabel(mx)
         ax.set_ylabel(my)
@@ -269,24 +279,25 @@ def row_cells(row: Row, runs: list[Run], thumb: int) -> tuple[str, dict[str, flo
         if rec is None:
             cells.append('<td class="na">not in this run</td>')
             continue
-        scores.update({f"{run.label}|{m}": v for m, v in rec["scores"].items() if v is not None})
+        scores.update({f"{run.label}|{m}": v for m, v in rec.scores.items() if v is not None})
         table = "".join(f"<tr><td>{html.escape(m)}</td><td>{'–' if v is None else f'{v:.4g}'}</td></tr>"
-                        for m, v in sorted(rec["scores"].items()))
-        if rec["status"] != "done":
-            body = f'<div class="err">{html.escape(rec["status"])} ({html.escape(str(rec["stage"]))}): ' \
-                   f'{html.escape(str(rec["error"]))}</div>'
+                        for m, v in sorted(rec.scores.items()))
+        if not rec.done:
+            body = f'<div class="err">{html.escape(rec.status)} ({html.escape(str(rec.stage))}): ' \
+                   f'{html.escape(str(rec.error))}</div>'
         elif row.kind == "fdp":
             try:
-                pred = shrink(_load_png(run, rec), thumb)
-            except (OSError, KeyError, IndexError) as exc:  # a damaged run directory: say so in the cell
+                pred = shrink(_prediction_image(run, rec), thumb)
+            except BadInput as exc:  # a damaged run directory: say so in the cell
                 cells.append(f'<td><div class="err">prediction image unreadable: {html.escape(str(exc))}</div></td>')
                 continue
             body = figure_html(data_uri(pred), f"{run.label}: prediction")  # the name stays in view when scrolled
             if row.source is not None:
                 body += figure_html(data_uri(heatmap(pred, row.source)), f"{run.label}: |prediction − source|")
         else:
-            ok = rec["prediction"]["text"].strip().lower() == str(row.sample.get("action_text", "")).strip().lower()
-            body = f'<div class="text {"ok" if ok else "bad"}">{html.escape(rec["prediction"]["text"])}</div>'
+            text = (rec.prediction.text if rec.prediction else None) or ""
+            ok = text.strip().lower() == str(row.sample.get("action_text", "")).strip().lower()
+            body = f'<div class="text {"ok" if ok else "bad"}">{html.escape(text)}</div>'
         cells.append(f'<td>{body}<table class="scores">{table}</table></td>')
     return "".join(cells), scores
 
@@ -298,7 +309,7 @@ def write_report(paths: list[Path], output: Path, max_samples: int = 200, tasks:
     if max_samples < 1:
         raise BadInput("--max-samples must be at least 1")
     runs = load_runs(paths)
-    known = list(dict.fromkeys(t for r in runs for t in r.results["tasks"]))
+    known = list(dict.fromkeys(t for r in runs for t in r.tasks))
     for t in tasks or []:
         if t not in known:
             raise BadInput(f"--tasks: no run has task '{t}' (have: {', '.join(known)})")
@@ -324,10 +335,10 @@ def write_report(paths: list[Path], output: Path, max_samples: int = 200, tasks:
                     f'{html.escape(row.sample_id)}<div class="action">{html.escape(str(row.sample.get("action_text", "")))}'
                     f"</div></td><td>{frames}</td>{cells}</tr>")
     figures = [f for f in (bar_figure(runs, chosen), scatter_figure(runs, chosen)) if f]
-    total = sum(len({sid for r in runs for sid in r.samples.get(t, {})}) for t in chosen)
+    total = sum(len({sid for r in runs for sid in r.samples(t)}) for t in chosen)
     text = page(runs=[(r.label, str(r.path)) for r in runs], tasks=chosen, rows="".join(body), figures=figures,
-                sort_keys=[(r.label, m) for r in runs for m in sorted({k for row in rows for k, v in
-                           row.per_run.get(r.label, {}).get("scores", {}).items() if v is not None})],
+                sort_keys=[(r.label, m) for r in runs for m in sorted({k for row in rows if r.label in row.per_run
+                           for k, v in row.per_run[r.label].scores.items() if v is not None})],
                 notes=[*notes, (f"showing {len(rows)} of {total} samples (--max-samples {max_samples}, a stable "
                                  f"hash-based choice spread over tasks)")],
                 heat_scale=HEATMAP_FULL_SCALE, thumb=thumb)

@@ -143,3 +143,29 @@ for _name, _target in {
     "class_accuracy": "wmbench.metrics.text:ClassAccuracy",
 }.items():
     METRICS.register(_name, _target)
+
+
+def _decorator(registry: Registry, name: str | None):
+    def register(obj):
+        registry.register(name or getattr(obj, "name", None) or obj.__name__, obj)
+        return obj
+    return register
+
+
+def register_model(name: str):
+    """Class decorator: `@wmbench.register_model("my-model")` makes `--model my-model` (and
+    `wmbench.evaluate(..., "my-model")`) build this `Model` subclass in this process. Packages
+    register for every process through the `wmbench.models` entry point instead."""
+    return _decorator(MODELS, name)
+
+
+def register_metric(name: str | None = None):
+    """Class decorator for a `Metric` subclass (default name: its `name` attribute); tasks name it
+    in their `metrics`. Entry-point group: `wmbench.metrics`."""
+    return _decorator(METRICS, name)
+
+
+def register_format(name: str):
+    """Function decorator for a dataset reader `read(root, spec, frames) -> Iterable[Transition]`;
+    tasks name it in `dataset.format`. Entry-point group: `wmbench.formats`."""
+    return _decorator(FORMATS, name)

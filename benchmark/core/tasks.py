@@ -176,7 +176,12 @@ def task_dirs(include: list[str | os.PathLike] | None = None) -> list[Path]:
 
 
 def discover_tasks(include: list[str | os.PathLike] | None = None) -> dict[str, Path]:
-    """Task name -> YAML path, by reading only each file's `name` key (cheap, no validation)."""
+    """Task name -> YAML path, by reading only each file's `name` key (cheap, no validation).
+
+    Two files that give the same name (in one folder, or a `$WMBENCH_TASKS_PATH` / `--include-path`
+    task that reuses the name of a built-in one) are a BadInput naming both files: which one ran
+    would otherwise depend on the search order, and results are filed under the name. The same
+    file reached through two search folders counts once."""
     import yaml
 
     found: dict[str, Path] = {}
@@ -186,8 +191,26 @@ def discover_tasks(include: list[str | os.PathLike] | None = None) -> dict[str, 
                 name = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("name")
             except (yaml.YAMLError, AttributeError, OSError):
                 name = None
-            found.setdefault(name or path.stem, path)
+            name = str(name) if name else path.stem
+            if name in found and not _same_file(found[name], path):
+                raise duplicate_task(name, found[name], path)
+            found.setdefault(name, path)
     return found
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve() or a.samefile(b)
+    except OSError:
+        return False
+
+
+def duplicate_task(name: str, first: Path, second: Path) -> BadInput:
+    built_in = [p for p in (first, second) if p.resolve().is_relative_to(TASKS_DIR)]
+    why = (f"{second if built_in[0] == first else first} shadows the built-in task; " if len(built_in) == 1 else "")
+    return BadInput(f"task name '{name}' is defined twice: in {first} and in {second}; {why}"
+                    f"give one of them another `name` (task names must be unique across tasks/, "
+                    f"$WMBENCH_TASKS_PATH and --include-path)")
 
 
 def resolve_tasks(selectors: list[str], include: list[str | os.PathLike] | None = None) -> list[TaskSpec]:
@@ -197,11 +220,10 @@ def resolve_tasks(selectors: list[str], include: list[str | os.PathLike] | None 
     for selector in selectors:
         if selector.endswith((".yaml", ".yml")) and Path(selector).exists():
             spec = load_task(selector)
-            specs.setdefault(spec.name, spec)
+            _add(specs, spec)
             continue
         if selector in known:
-            spec = load_task(known[selector])
-            specs.setdefault(spec.name, spec)
+            _add(specs, load_task(known[selector]))
             continue
         members = [load_task(p) for p in known.values()]
         members = [s for s in members if selector in s.suites]
@@ -210,5 +232,14 @@ def resolve_tasks(selectors: list[str], include: list[str | os.PathLike] | None 
             raise BadInput(f"unknown task or suite '{selector}'{did_you_mean(selector, list(known) + suites)}; "
                                f"see `wmbench list tasks`")
         for spec in members:
-            specs.setdefault(spec.name, spec)
+            _add(specs, spec)
     return list(specs.values())
+
+
+def _add(specs: dict[str, TaskSpec], spec: TaskSpec) -> None:
+    """Select `spec` once; another file with the same task name is a BadInput naming both."""
+    other = specs.get(spec.name)
+    if other is None:
+        specs[spec.name] = spec
+    elif not _same_file(Path(other.path), Path(spec.path)):
+        raise duplicate_task(spec.name, Path(other.path), Path(spec.path))

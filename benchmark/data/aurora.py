@@ -10,7 +10,7 @@ Layout (a checkout of the AURORA repository is a valid root):
 - any JSON list or JSONL file of that shape (option `file`).
 Image paths are relative to the root and may not leave it.
 
-Options: `file` (default "test.json"), `subset` (one task name or a list; default: all).
+Options: `file` (default "test.json"), `subset` (one task name or a list; default: all), `max_pixels`.
 sample_id: "<task>:<id>" when the entry has an `id`, else "<task>:<index of the entry in the file>";
 an id seen twice gets "@<index>" appended so that ids stay unique.
 
@@ -28,14 +28,15 @@ from typing import Any, Iterator
 
 from ..core.errors import SampleError, BadInput
 from ..core.types import LazyImage, Transition
-from .common import FormatError, check_options, decode_image, option_file, safe_join
+from .common import (DEFAULT_MAX_PIXELS, IMAGE_OPTIONS, FormatError, check_options, decode_image, option_file,
+                     safe_join)
 from ..core.frames import FrameSelection
 
 FORMAT = "aurora"
 DATASET = "aurora-bench"
 TASKS = ("magicbrush", "ag", "something", "whatsup", "kubric", "clevr", "emu", "epic")
 TASKS_WITH_TARGET = ("magicbrush", "ag", "something", "whatsup", "kubric")
-OPTIONS = {"file": "test.json", "subset": None}
+OPTIONS = {"file": "test.json", "subset": None, **IMAGE_OPTIONS}
 EXTRA_FIELDS = ("caption", "type", "pos", "mask")  # kept in meta when present
 
 
@@ -66,8 +67,8 @@ def read(root: Path, spec: Any, frames: FrameSelection) -> Iterator[Transition]:
             dataset=DATASET,
             split=spec.split,
             episode_id=f"{task}:{episode_of(entry['input'])}",
-            source=image(root, entry["input"], where, "input"),
-            target=image(root, output, where, "output") if output else None,
+            source=image(root, entry["input"], where, "input", options["max_pixels"]),
+            target=image(root, output, where, "output", options["max_pixels"]) if output else None,
             action_text=str(_instruction(entry)).strip(),
             meta=meta,
         )
@@ -97,7 +98,7 @@ def load_entries(path: Path) -> list:
     return entries
 
 
-def image(root: Path, relative: Any, where: str, field: str) -> LazyImage:
+def image(root: Path, relative: Any, where: str, field: str, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> LazyImage:
     """A LazyImage of `root/relative`; every problem (escape, missing, corrupt) fails the sample."""
     origin = str(relative)
     if not isinstance(relative, str) or not relative.strip():
@@ -110,7 +111,7 @@ def image(root: Path, relative: Any, where: str, field: str) -> LazyImage:
     def load():
         if not path.is_file():
             raise SampleError(f"missing image file {path} ({where}, field '{field}')")
-        return decode_image(path, f"{path} ({where}, field '{field}')")
+        return decode_image(path, f"{path} ({where}, field '{field}')", max_pixels)
 
     return LazyImage(load, origin)
 

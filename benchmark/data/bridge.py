@@ -15,7 +15,7 @@ policy_out.pkl is a pickle, and unpickling runs whatever code it carries: action
 only with `trust_pickle: true`; with the default `action_vectors: true` and no trust the reader
 stops (exit 2) and says how to allow it or to go without vectors (`action_vectors: false`, which
 needs no pickle: images and lang.txt are plain files). obs_dict.pkl is never read.
-Options: camera (default images0), trust_pickle, action_vectors, latency_shift, keep_unlabelled.
+Options: camera (default images0), trust_pickle, action_vectors, latency_shift, keep_unlabelled, max_pixels.
 sample_id "<trajectory path relative to root>:<src>-<tgt>"; 5 Hz (BridgeData V2's control rate).
 """
 
@@ -33,12 +33,12 @@ import numpy as np
 from ..core.errors import SampleError, BadInput
 from ..core.types import LazyImage, Transition
 from .calvin import require_trusted_pickle
-from .common import FormatError, check_options, decode_image, describe_folder
+from .common import IMAGE_OPTIONS, FormatError, check_options, decode_image, describe_folder, relative_origin
 from ..core.frames import FrameSelection
 
 FORMAT = "bridge"
 OPTIONS = {"camera": "images0", "trust_pickle": False, "action_vectors": True, "latency_shift": True,
-           "keep_unlabelled": False}
+           "keep_unlabelled": False, **IMAGE_OPTIONS}
 FPS = 5.0
 LATENCY_FIXED = datetime(2021, 7, 23)  # "data collected prior to 7-23 has a delay of 1"
 _TRAJ = re.compile(r"traj\d+")
@@ -118,6 +118,7 @@ def read(root: Path, spec: Any, frames: FrameSelection) -> Iterator[Transition]:
 def _trajectory(root: Path, traj: Path, split: str, camera: str, options: dict,
                 frames: FrameSelection) -> Iterator[Transition]:
     episode = traj.relative_to(root).as_posix()
+    max_pixels = options["max_pixels"]
     text = read_instruction(traj)
     if not text and not options["keep_unlabelled"]:
         return
@@ -134,28 +135,30 @@ def _trajectory(root: Path, traj: Path, split: str, camera: str, options: dict,
             actions = None if actions is None else actions[:-1]
         if actions is not None and len(actions) < len(paths) - 1:
             raise SampleError(f"{traj}: {len(actions)} actions for {len(paths)} images")
-        pairs = frames.pairs(len(paths), FPS, motion=lambda: _motion(paths))
+        pairs = frames.pairs(len(paths), FPS, motion=lambda: _motion(paths, max_pixels))
     except (SampleError, OSError, ValueError) as exc:
         yield _unreadable(episode, split, frames, f"trajectory {traj}: {exc}")
         return
     for s, t in pairs:
         yield Transition(
             sample_id=f"{episode}:{s}-{t}", dataset="bridge", split=split, episode_id=episode,
-            source=_image(paths[s]), target=_image(paths[t]), action_text=text,
+            source=_image(root, paths[s], max_pixels), target=_image(root, paths[t], max_pixels),
+            action_text=text,
             action_vector=None if actions is None else actions[s:t],
             source_index=s, target_index=t, source_time_s=s / FPS, target_time_s=t / FPS, fps=FPS,
             frame_gap=t - s,
             meta={"frames": frames.describe(), "camera": camera, "latency_shift": shift})
 
 
-def _image(path: Path) -> LazyImage:
-    return LazyImage(lambda: decode_image(path, str(path)), str(path))
+def _image(root: Path, path: Path, max_pixels: int | None) -> LazyImage:
+    origin = relative_origin(path, root)  # sample logs are committed: no machine-specific paths
+    return LazyImage(lambda: decode_image(path, str(path), max_pixels), origin)
 
 
-def _motion(paths: list[Path]) -> np.ndarray:
+def _motion(paths: list[Path], max_pixels: int | None) -> np.ndarray:
     from .video import motion_magnitudes
 
-    return motion_magnitudes(np.stack([decode_image(p, str(p)) for p in paths]))
+    return motion_magnitudes(np.stack([decode_image(p, str(p), max_pixels) for p in paths]))
 
 
 def _unreadable(episode: str, split: str, frames: FrameSelection, message: str) -> Transition:

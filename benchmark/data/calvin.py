@@ -30,7 +30,7 @@ import numpy as np
 
 from ..core.errors import SampleError, BadInput
 from ..core.types import LazyImage, Transition
-from .common import FormatError, check_options, describe_folder
+from .common import FormatError, check_options, describe_folder, relative_origin
 from ..core.frames import FrameSelection
 
 FORMAT = "calvin"
@@ -164,7 +164,8 @@ def _window(split_dir: Path, split: str, i: int, start: int, end: int, text: str
 
         def image(k: int) -> LazyImage:
             path = frame_path(k)
-            return LazyImage(lambda: _npz(path, camera, what), f"{path}:{camera}")
+            # named relative to the dataset root (the split folder's parent): no machine paths in logs
+            return LazyImage(lambda: _npz(path, camera, what), f"{relative_origin(path, split_dir.parent)}:{camera}")
 
         yield Transition(
             sample_id=sample_id, dataset="calvin", split=split, episode_id=episode,

@@ -32,7 +32,6 @@ seeking over long gaps (`video.read_frames_seek`).
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 from typing import Any, Iterator
@@ -40,13 +39,14 @@ from typing import Any, Iterator
 from ..core.errors import SampleError, BadInput
 from ..core.types import LazyImage, Transition
 from . import video
-from .common import FormatError, check_options, decode_image, describe_folder, safe_join
+from .common import (IMAGE_OPTIONS, FormatError, check_options, decode_image, describe_folder, relative_origin,
+                     safe_join)
 from ..core.frames import FrameSelection
 
 FORMAT = "ego4d"
 DATASET = "ego4d-fho"
 OPTIONS = {"file": "fho_main.json", "pair": "pre-post", "media": "video", "video_dir": None,
-           "clip_dir": None, "frames_template": "frames/{video_uid}/frame_{frame:010d}.jpg"}
+           "clip_dir": None, "frames_template": "frames/{video_uid}/frame_{frame:010d}.jpg", **IMAGE_OPTIONS}
 PAIRS = {"pre-post": ("pre_frame", "post_frame"), "pre-pnr": ("pre_frame", "pnr_frame"),
          "pnr-post": ("pnr_frame", "post_frame")}
 ANNOTATION_DIRS = (".", "annotations", "v2/annotations", "v1/annotations")
@@ -110,22 +110,24 @@ def read(root: Path, spec: Any, frames: FrameSelection) -> Iterator[Transition]:
 def _images(root: Path, folder: Path | None, media: str, options: dict, key: str | None, video_uid: str,
             clip_uid: str | None, src: int, tgt: int, where: str, groups: dict, cache: video.FrameCache):
     if media == "frames":
-        return (_frame_file(root, options["frames_template"], video_uid, clip_uid, src, where),
-                _frame_file(root, options["frames_template"], video_uid, clip_uid, tgt, where))
+        return (_frame_file(root, options["frames_template"], video_uid, clip_uid, src, where, options["max_pixels"]),
+                _frame_file(root, options["frames_template"], video_uid, clip_uid, tgt, where, options["max_pixels"]))
     if key is None:
         failed = LazyImage(_raiser(SampleError(f"{where}: no clip_uid for media 'clip'")), f"{where}")
         return failed, failed
     path = folder / f"{key}.mp4"
     if key not in groups:
-        decode = lambda keys, p=path: video.read_frames_seek(p, keys, partial=True)  # noqa: E731
+        decode = lambda keys, p=path, m=options["max_pixels"]: video.read_frames_seek(  # noqa: E731
+            p, keys, partial=True, max_pixels=m)
         groups[key] = video.FrameGroup(decode, cache, name=str(path))
     group = groups[key]
-    origin = os.path.relpath(path, root)  # sample logs are committed: no machine-specific paths
+    origin = relative_origin(path, root)  # sample logs are committed: no machine-specific paths
     return (LazyImage(group.handle(src, where), f"{origin}#frame={src}"),
             LazyImage(group.handle(tgt, where), f"{origin}#frame={tgt}"))
 
 
-def _frame_file(root: Path, template: str, video_uid: str, clip_uid: str | None, frame: int, where: str) -> LazyImage:
+def _frame_file(root: Path, template: str, video_uid: str, clip_uid: str | None, frame: int, where: str,
+                max_pixels: int | None) -> LazyImage:
     try:
         relative = template.format(video_uid=video_uid, clip_uid=clip_uid, frame=frame)
     except (KeyError, IndexError, ValueError) as exc:
@@ -134,7 +136,7 @@ def _frame_file(root: Path, template: str, video_uid: str, clip_uid: str | None,
 
     def load():
         path = safe_join(root, relative, what=f"frame of {where}")
-        return decode_image(path, f"{path} ({where})")
+        return decode_image(path, f"{path} ({where})", max_pixels)
     return LazyImage(load, relative)
 
 

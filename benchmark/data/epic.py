@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import ast
 import csv
-import os
 import posixpath
 import statistics
 from pathlib import Path
@@ -34,12 +33,13 @@ import numpy as np
 from ..core.errors import SampleError, BadInput
 from ..core.types import LazyImage, Transition
 from . import video
-from .common import FormatError, check_options, decode_image, describe_folder
+from .common import (DEFAULT_MAX_PIXELS, IMAGE_OPTIONS, FormatError, check_options, decode_image, describe_folder,
+                     relative_origin)
 from ..core.frames import FrameSelection
 
 FORMAT = "epic"
 DATASET = "epic-kitchens-100"
-OPTIONS = {"frames_layout": "auto"}
+OPTIONS = {"frames_layout": "auto", **IMAGE_OPTIONS}
 SPLITS = {"train": "train", "validation": "validation", "val": "validation"}
 ANNOTATION_DIRS = (".", "epic-kitchens-100-annotations", "annotations")
 LAYOUTS = ("{participant_id}/rgb_frames/{video_id}", "rgb_frames/{participant_id}/{video_id}",
@@ -62,7 +62,7 @@ def read(root: Path, spec: Any, frames: FrameSelection) -> Iterator[Transition]:
     for row in rows:  # keep one video's segments together: one tar is opened once for all of them
         by_video.setdefault(row["video_id"], []).append(row)
     for video_id, segments in by_video.items():
-        source = frame_source(root, segments[0]["participant_id"], video_id, layouts)
+        source = frame_source(root, segments[0]["participant_id"], video_id, layouts, options["max_pixels"])
         fps = fps_table.get(video_id)
         group = video.FrameGroup(source.decode, cache, name=source.name) if source.is_tar else None
         for row in segments:
@@ -72,10 +72,11 @@ def read(root: Path, spec: Any, frames: FrameSelection) -> Iterator[Transition]:
 class FrameSource:
     """Where one video's frames live: a folder, a tar file, or nowhere (every load fails)."""
 
-    def __init__(self, root: Path, video_id: str, path: Path | None, is_tar: bool, tried: list[str]):
-        self.path, self.is_tar, self.tried = path, is_tar, tried
+    def __init__(self, root: Path, video_id: str, path: Path | None, is_tar: bool, tried: list[str],
+                 max_pixels: int | None = DEFAULT_MAX_PIXELS):
+        self.path, self.is_tar, self.tried, self.max_pixels = path, is_tar, tried, max_pixels
         # origins are relative to the root: sample logs are committed, machine paths are not
-        self.name = os.path.relpath(path, root) if path else f"{video_id} (no frames found)"
+        self.name = relative_origin(path, root) if path else f"{video_id} (no frames found)"
 
     def origin(self, frame: int) -> str:
         name = FRAME_NAME.format(frame)
@@ -87,7 +88,8 @@ class FrameSource:
     def load_one(self, frame: int) -> np.ndarray:
         if self.path is None:
             raise self.missing()
-        return decode_image(self.path / FRAME_NAME.format(frame), str(self.path / FRAME_NAME.format(frame)))
+        path = self.path / FRAME_NAME.format(frame)
+        return decode_image(path, str(path), self.max_pixels)
 
     def decode(self, frames: list[int]) -> dict[int, Any]:
         """{frame: image or SampleError}; a tar is scanned once, stopping when all are found."""
@@ -95,10 +97,10 @@ class FrameSource:
             raise self.missing()
         if not self.is_tar:
             return {f: _try(lambda f=f: self.load_one(f)) for f in frames}
-        return read_tar_frames(self.path, frames)
+        return read_tar_frames(self.path, frames, self.max_pixels)
 
 
-def read_tar_frames(path: Path, frames: list[int]) -> dict[int, Any]:
+def read_tar_frames(path: Path, frames: list[int], max_pixels: int | None = DEFAULT_MAX_PIXELS) -> dict[int, Any]:
     import tarfile
 
     wanted = {FRAME_NAME.format(f): f for f in frames}
@@ -110,7 +112,7 @@ def read_tar_frames(path: Path, frames: list[int]) -> dict[int, Any]:
                 if frame is None or not member.isfile():
                     continue
                 data = archive.extractfile(member).read()
-                out[frame] = _try(lambda: decode_image(data, f"{path}:{member.name}"))
+                out[frame] = _try(lambda: decode_image(data, f"{path}:{member.name}", max_pixels))
                 if len(out) == len(wanted):
                     break
     except FileNotFoundError as exc:
@@ -122,7 +124,8 @@ def read_tar_frames(path: Path, frames: list[int]) -> dict[int, Any]:
     return out
 
 
-def frame_source(root: Path, participant: str, video_id: str, layouts: tuple[str, ...]) -> FrameSource:
+def frame_source(root: Path, participant: str, video_id: str, layouts: tuple[str, ...],
+                 max_pixels: int | None = DEFAULT_MAX_PIXELS) -> FrameSource:
     tried = []
     for layout in layouts:
         try:
@@ -134,12 +137,12 @@ def frame_source(root: Path, participant: str, video_id: str, layouts: tuple[str
         if not folder.resolve().is_relative_to(root.resolve()):
             raise BadInput(f"format '{FORMAT}': frames layout {layout!r} leaves the dataset root {root}")
         if folder.is_dir():
-            return FrameSource(root, video_id, folder, False, tried)
+            return FrameSource(root, video_id, folder, False, tried, max_pixels)
         tar = folder.with_name(folder.name + ".tar")
         if tar.is_file():
-            return FrameSource(root, video_id, tar, True, tried)
+            return FrameSource(root, video_id, tar, True, tried, max_pixels)
         tried += [f"{relative}/", f"{relative}.tar"]
-    return FrameSource(root, video_id, None, False, tried)
+    return FrameSource(root, video_id, None, False, tried, max_pixels)
 
 
 def _segment_samples(row: dict, source: FrameSource, group: video.FrameGroup | None, fps: float | None,

@@ -5,7 +5,7 @@ Each line: `{"source": "imgs/a.png", "target": "imgs/b.png", "action": "open the
 are required, the rest optional (`target` absent or null: no target frame). Image paths are relative
 to the dataset root and may not leave it. Blank lines and lines starting with `//` are skipped.
 
-Options: `file` (default "pairs.jsonl"). sample_id: `id`, else "line<N>" (N = 1-based line number).
+Options: `file` (default "pairs.jsonl"), `max_pixels`. sample_id: `id`, else "line<N>" (N = 1-based line number).
 A malformed line, a missing required field or a repeated id is a BadInput naming the file and the
 line (exit 2) before any work starts; a missing or corrupt image fails only its sample.
 """
@@ -21,11 +21,11 @@ import numpy as np
 from ..core.errors import BadInput
 from ..core.types import Transition
 from .aurora import image
-from .common import check_options, option_file
+from .common import IMAGE_OPTIONS, check_options, option_file
 from ..core.frames import FrameSelection
 
 FORMAT = "jsonl"
-OPTIONS = {"file": "pairs.jsonl"}
+OPTIONS = {"file": "pairs.jsonl", **IMAGE_OPTIONS}
 FIELDS = {"source", "target", "action", "id", "episode_id", "action_vector", "meta"}
 
 
@@ -47,8 +47,8 @@ def read(root: Path, spec: Any, frames: FrameSelection) -> Iterator[Transition]:
             dataset=root.name,
             split=spec.split,
             episode_id=str(record.get("episode_id", sample_id)),
-            source=image(root, record["source"], where, "source"),
-            target=image(root, target, where, "target") if target is not None else None,
+            source=image(root, record["source"], where, "source", options["max_pixels"]),
+            target=image(root, target, where, "target", options["max_pixels"]) if target is not None else None,
             action_text=record["action"],
             action_vector=_vector(path, lineno, record.get("action_vector")),
             meta=meta,

@@ -12,7 +12,7 @@ back to back: a frame is at from_timestamp + timestamp, as LeRobot's _query_vide
 Image features ("dtype": "image") are {bytes, path} structs in the data parquet.
 
 Options: `camera` (a visual feature key; default the first one in info.json), `episodes` (list of
-episode indices), `action_text` ("task": the episode's task string, the default).
+episode indices), `action_text` ("task": the episode's task string, the default), `max_pixels`.
 Split: `spec.split` picks info["splits"][split] ("0:N" episode ranges) when the dataset declares
 it; LeRobot datasets usually declare only "train" (all episodes), and then every episode is read
 whatever the split name (a benchmark reads them as evaluation data).
@@ -28,8 +28,7 @@ never dropped); a missing or corrupt mp4 fails the samples that need it, naming 
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -38,39 +37,12 @@ import numpy as np
 from ..core.errors import SampleError, BadInput
 from ..core.types import LazyImage, Transition
 from . import video
-from .common import FormatError, check_options, decode_image, describe_folder, safe_join
+from .common import (DEFAULT_MAX_PIXELS, IMAGE_OPTIONS, FormatError, check_options, decode_image,
+                     relative_origin, safe_join)
 from ..core.frames import FrameSelection
+from .lerobot_meta import FORMAT, VISUAL, Dataset, Episode, open_dataset
 
-FORMAT = "lerobot"
-OPTIONS = {"camera": None, "episodes": None, "action_text": "task"}
-VERSIONS = ("v2.0", "v2.1", "v3.0")
-VISUAL = ("video", "image")
-
-
-@dataclass
-class Episode:
-    index: int
-    tasks: list[str]
-    length: int
-    data_path: Path
-    videos: dict[str, tuple[Path, float]] = field(default_factory=dict)  # key -> (mp4, from_timestamp)
-
-
-@dataclass
-class Dataset:
-    root: Path
-    info: dict
-    version: str
-    fps: float
-    episodes: list[Episode]
-    tasks: dict[int, str]
-
-    @property
-    def features(self) -> dict[str, dict]:
-        return self.info["features"]
-
-    def visual_keys(self) -> list[str]:
-        return [k for k, f in self.features.items() if f.get("dtype") in VISUAL]
+OPTIONS = {"camera": None, "episodes": None, "action_text": "task", **IMAGE_OPTIONS}
 
 
 @dataclass
@@ -108,7 +80,8 @@ def read(root: Path, spec: Any, frames: FrameSelection) -> Iterator[Transition]:
         raise BadInput(f"format '{FORMAT}': option 'action_text' must be 'task', got {options['action_text']!r}")
     ds = open_dataset(root)
     camera = pick_camera(ds, options["camera"])
-    for pair in iter_pairs(ds, frames, camera, select_episodes(ds, options["episodes"], spec.split)):
+    for pair in iter_pairs(ds, frames, camera, select_episodes(ds, options["episodes"], spec.split),
+                           max_pixels=options["max_pixels"]):
         yield make_transition(ds, pair, spec, frames, camera, pair.task)
 
 
@@ -128,126 +101,6 @@ def make_transition(ds: Dataset, pair: Pair, spec: Any, frames: FrameSelection, 
 
 
 # ----------------------------------------------------------------------------- metadata
-
-def open_dataset(root: Path) -> Dataset:
-    """Read meta/ of a LeRobot dataset: FormatError when it is not one, BadInput for a version
-    this reader does not support."""
-    root = Path(root)
-    info_path = root / "meta" / "info.json"
-    if not info_path.is_file():
-        raise FormatError(FORMAT, root, "meta/info.json (a LeRobot dataset)", describe_folder(root))
-    info = _load_json(info_path, root)
-    if not isinstance(info, dict) or not isinstance(info.get("features"), dict) or "fps" not in info:
-        raise FormatError(FORMAT, root, "meta/info.json with 'features' and 'fps'", str(info)[:200])
-    version = str(info.get("codebase_version", ""))
-    if version not in VERSIONS:
-        raise BadInput(f"{root}: LeRobot codebase_version {version or '(missing)'!r} is not supported; "
-                           f"supported: {', '.join(VERSIONS)} (convert older datasets with LeRobot's "
-                           "conversion scripts)")
-    if version == "v3.0":
-        episodes, tasks = _episodes_v3(root, info), _tasks_v3(root)
-    else:
-        episodes, tasks = _episodes_v2(root, info), _tasks_v2(root)
-    return Dataset(root, info, version, float(info["fps"]), episodes, tasks)
-
-
-def _load_json(path: Path, root: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise FormatError(FORMAT, root, f"{path.relative_to(root)} to be JSON", f"{type(exc).__name__}: {exc}")
-
-
-def _jsonl(path: Path, root: Path) -> list[dict]:
-    if not path.is_file():
-        raise FormatError(FORMAT, root, f"{path.relative_to(root)}", describe_folder(path.parent))
-    rows = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except ValueError as exc:
-                raise FormatError(FORMAT, root, f"JSON lines in {path.relative_to(root)}", f"line {n}: {exc}")
-    return rows
-
-
-def _path(root: Path, template: str, **fields: Any) -> Path:
-    try:
-        return safe_join(root, template.format(**fields), "LeRobot path")
-    except (KeyError, IndexError, ValueError) as exc:
-        raise FormatError(FORMAT, root, f"a path template with fields {sorted(fields)}", f"{template!r} ({exc})")
-    except SampleError as exc:
-        raise FormatError(FORMAT, root, "paths inside the dataset", str(exc))
-
-
-def _video_keys(info: dict) -> list[str]:
-    return [k for k, f in info["features"].items() if f.get("dtype") == "video"]
-
-
-def _episodes_v2(root: Path, info: dict) -> list[Episode]:
-    chunks = int(info.get("chunks_size", 1000))
-    episodes = []
-    for row in _jsonl(root / "meta" / "episodes.jsonl", root):
-        try:
-            ep = int(row["episode_index"])
-            data = _path(root, info["data_path"], episode_chunk=ep // chunks, episode_index=ep)
-            videos = {k: (_path(root, info["video_path"], episode_chunk=ep // chunks, video_key=k,
-                                episode_index=ep), 0.0) for k in _video_keys(info)}
-            episodes.append(Episode(ep, list(row.get("tasks") or []), int(row["length"]), data, videos))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise FormatError(FORMAT, root, "episodes.jsonl rows {episode_index, tasks, length} and info "
-                              "data_path/video_path", f"{row!r:.200} ({type(exc).__name__}: {exc})")
-    return sorted(episodes, key=lambda e: e.index)
-
-
-def _tasks_v2(root: Path) -> dict[int, str]:
-    path = root / "meta" / "tasks.jsonl"
-    return {int(r["task_index"]): str(r["task"]) for r in _jsonl(path, root)} if path.is_file() else {}
-
-
-def _read_parquet(path: Path, root: Path, columns: list[str] | None = None):
-    import pyarrow.parquet as pq
-
-    try:
-        return pq.read_table(path, columns=columns)
-    except (OSError, ValueError, KeyError) as exc:  # pyarrow raises ArrowInvalid (a ValueError) or OSError
-        raise FormatError(FORMAT, root, f"a readable parquet file {path.relative_to(root)}",
-                          f"{type(exc).__name__}: {exc}")
-
-
-def _episodes_v3(root: Path, info: dict) -> list[Episode]:
-    files = sorted((root / "meta" / "episodes").glob("*/*.parquet"))
-    if not files:
-        raise FormatError(FORMAT, root, "meta/episodes/chunk-XXX/file-XXX.parquet (v3.0)",
-                          describe_folder(root / "meta" / "episodes"))
-    episodes = []
-    for file in files:
-        table = _read_parquet(file, root)
-        keep = [c for c in table.column_names if not c.startswith("stats/")]
-        for row in table.select(keep).to_pylist():
-            try:
-                ep = int(row["episode_index"])
-                data = _path(root, info["data_path"], chunk_index=int(row["data/chunk_index"]),
-                             file_index=int(row["data/file_index"]))
-                videos = {k: (_path(root, info["video_path"], video_key=k,
-                                    chunk_index=int(row[f"videos/{k}/chunk_index"]),
-                                    file_index=int(row[f"videos/{k}/file_index"])),
-                              float(row[f"videos/{k}/from_timestamp"])) for k in _video_keys(info)}
-                episodes.append(Episode(ep, list(row.get("tasks") or []), int(row["length"]), data, videos))
-            except (KeyError, TypeError, ValueError) as exc:
-                raise FormatError(FORMAT, root, f"v3.0 episode columns in {file.relative_to(root)}",
-                                  f"{type(exc).__name__}: {exc}")
-    return sorted(episodes, key=lambda e: e.index)
-
-
-def _tasks_v3(root: Path) -> dict[int, str]:
-    path = root / "meta" / "tasks.parquet"
-    if not path.is_file():
-        raise FormatError(FORMAT, root, "meta/tasks.parquet (v3.0)", describe_folder(root / "meta"))
-    frame = _read_parquet(path, root).to_pandas()
-    strings = frame["task"] if "task" in frame.columns else frame.index  # LeRobot keeps the string as index
-    return {int(i): str(t) for i, t in zip(frame["task_index"], strings)}
-
 
 def pick_camera(ds: Dataset, camera: str | None) -> str:
     keys = ds.visual_keys()
@@ -351,9 +204,10 @@ def _columns(table, ds: Dataset) -> tuple[dict[str, np.ndarray], np.ndarray]:
 
 
 def iter_pairs(ds: Dataset, frames: FrameSelection, camera: str, episodes: list[Episode],
-               aux_keys: dict[str, str] | None = None) -> Iterator[Pair]:
+               aux_keys: dict[str, str] | None = None, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Iterator[Pair]:
     """Every frame pair of `episodes` with LazyImages of `camera` (and of `aux_keys`: {aux name:
-    image feature key}). A video's frames are shared through one FrameGroup per (mp4, episode)."""
+    image feature key}). A video's frames are shared through one FrameGroup per (mp4, episode).
+    Images and video frames of more than `max_pixels` pixels fail their samples."""
     aux_keys = aux_keys or {}
     image_keys = [k for k in [camera, *aux_keys.values()] if ds.features[k]["dtype"] == "image"]
     data = _DataFiles(ds, image_keys)
@@ -362,7 +216,8 @@ def iter_pairs(ds: Dataset, frames: FrameSelection, camera: str, episodes: list[
         try:
             table = data.episode(ep)
             rows, order = _columns(table, ds)
-            loaders = {k: _loader(ds, ep, k, table, order, rows, cache) for k in {camera, *aux_keys.values()}}
+            loaders = {k: _loader(ds, ep, k, table, order, rows, cache, max_pixels)
+                       for k in {camera, *aux_keys.values()}}
             pairs = frames.pairs(len(order), ds.fps, motion=lambda: _motion(loaders[camera], len(order)))
         except (SampleError, ValueError) as exc:
             yield _unreadable(ds, ep, camera, exc)
@@ -376,14 +231,16 @@ def iter_pairs(ds: Dataset, frames: FrameSelection, camera: str, episodes: list[
                        task if task is not None else (ep.tasks or [""])[0])
 
 
-def _loader(ds: Dataset, ep: Episode, key: str, table, order: np.ndarray, rows: dict, cache):
+def _loader(ds: Dataset, ep: Episode, key: str, table, order: np.ndarray, rows: dict, cache,
+            max_pixels: int | None = DEFAULT_MAX_PIXELS):
     """row position -> LazyImage of feature `key`."""
     where = f"episode {ep.index}, {key}"
+    rel = relative_origin  # files are named relative to the dataset root: sample logs carry no machine paths
     if ds.features[key]["dtype"] == "image":
         cells = table[key].combine_chunks().take(order).to_pylist() if key in table.column_names else None
 
         def image(pos: int) -> LazyImage:
-            origin = f"{_rel(ds, ep.data_path)}#episode={ep.index}&frame={int(rows['frame_index'][pos])}&key={key}"
+            origin = f"{rel(ep.data_path, ds.root)}#episode={ep.index}&frame={int(rows['frame_index'][pos])}&key={key}"
             if cells is None:
                 missing = SampleError(f"data file {ep.data_path} has no column {key} ({where})")
                 return LazyImage(_raiser(missing), origin)
@@ -391,26 +248,19 @@ def _loader(ds: Dataset, ep: Episode, key: str, table, order: np.ndarray, rows: 
             data = cell.get("bytes") or (safe_join(ds.root, cell["path"], key) if cell.get("path") else None)
             if data is None:
                 return LazyImage(_raiser(SampleError(f"empty image cell {origin}")), origin)
-            return LazyImage(lambda d=data, o=origin: decode_image(d, o), origin)
+            return LazyImage(lambda d=data, o=origin: decode_image(d, o, max_pixels), origin)
         return image
     path, start = ep.videos[key]
     # frame position in the mp4 (v3: the episode's segment starts at from_timestamp)
     positions = np.rint((start + rows["timestamp"].astype(np.float64)) * ds.fps).astype(np.int64)
-    group = video.FrameGroup(lambda keys, p=path: video.read_frames_seek(p, keys), cache, name=f"{path}#{ep.index}")
+    group = video.FrameGroup(lambda keys, p=path: video.read_frames_seek(p, keys, max_pixels=max_pixels), cache,
+                             name=f"{path}#{ep.index}")
 
     def frame(pos: int) -> LazyImage:
         index = int(positions[pos])
-        return LazyImage(group.handle(index, where), f"{_rel(ds, path)}#frame={index}&episode={ep.index}")
+        return LazyImage(group.handle(index, where), f"{rel(path, ds.root)}#frame={index}&episode={ep.index}")
     frame.group = group  # type: ignore[attr-defined]  # tests count decodes per group
     return frame
-
-
-def _rel(ds: Dataset, path: Path) -> str:
-    """A file named relative to the dataset root, so sample logs carry no machine paths (as Aurora's)."""
-    try:
-        return str(Path(path).relative_to(ds.root))
-    except ValueError:
-        return str(path)
 
 
 def _motion(loader, n: int) -> np.ndarray:
@@ -422,7 +272,7 @@ def _motion(loader, n: int) -> np.ndarray:
 
 def _unreadable(ds: Dataset, ep: Episode, camera: str, exc: Exception) -> Pair:
     error = exc if isinstance(exc, SampleError) else SampleError(f"episode {ep.index} of {ds.root}: {exc}")
-    failed = LazyImage(_raiser(error), f"{ep.data_path}#episode={ep.index}")
+    failed = LazyImage(_raiser(error), f"{relative_origin(ep.data_path, ds.root)}#episode={ep.index}")
     rows = {"frame_index": np.zeros(1, np.int64), "timestamp": np.zeros(1)}
     return Pair(ep, 0, 0, rows, failed, failed, {}, (ep.tasks or [""])[0], unreadable=True)
 

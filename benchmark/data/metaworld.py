@@ -62,7 +62,7 @@ import numpy as np
 from ..core.errors import BadInput
 from ..core.registry import did_you_mean
 from ..core.types import Transition
-from .common import FormatError, check_options, describe_folder
+from .common import IMAGE_OPTIONS, FormatError, check_options, describe_folder
 from ..core.frames import FrameSelection
 
 FORMAT = "metaworld"
@@ -82,7 +82,7 @@ INSTRUCTIONS = {
 GENERATOR_OPTIONS = {"tasks": list(DEFAULT_TASKS), "episodes": 4, "size": 128, "seed": 0, "frame_skip": 2,
                      "max_frames": 60, "camera": "corner4", "frames_as": "images", "codec": "av1",
                      "segmentation": True}
-READ_OPTIONS = {"action_text": "motion", "episodes": None, "tasks": None}
+READ_OPTIONS = {"action_text": "motion", "episodes": None, "tasks": None, **IMAGE_OPTIONS}
 ENV_STEP_S = 0.0125  # Meta-World: 5 MuJoCo steps of 2.5 ms per env step (80 Hz)
 MAX_ENV_STEPS = 500  # Meta-World's max_path_length
 MANIFEST = "meta/wmbench.json"
@@ -383,7 +383,7 @@ def read(root: Path, spec: Any, frames: FrameSelection) -> Iterator[Transition]:
         episodes = [e for e in episodes if by_index.get(e.index, {}).get("env_name") in wanted]
     camera = CameraModel(manifest["camera"])
     aux = {"segmentation": SEGMENTATION_KEY} if SEGMENTATION_KEY in ds.features else {}
-    for pair in lerobot.iter_pairs(ds, frames, manifest["camera_key"], episodes, aux):
+    for pair in lerobot.iter_pairs(ds, frames, manifest["camera_key"], episodes, aux, options["max_pixels"]):
         env_name = by_index.get(pair.episode.index, {}).get("env_name", "")
         meta = {"task": env_name, "instruction": pair.task}
         if pair.unreadable:

@@ -20,7 +20,8 @@ Any other dataset uses the same candidates generically (fps unknown unless optio
 Options: dataset (key map; default dataset_info.json's name, else the folder name), image_key,
 instruction_key, action_keys (list; [] for none), episodes (N: the first N episodes of the split;
 or a list of episode indices), version (subfolder; default the highest), fps, keep_unlabelled
-(default false: episodes whose instruction is empty are left out, as they give no action text).
+(default false: episodes whose instruction is empty are left out, as they give no action text),
+max_pixels.
 
 Samples: frames.pairs over each episode's steps; sample_id "<split>/<shard>:<record>:<src>-<tgt>";
 action_vector = the actions of steps src..tgt-1, shape (tgt - src, D). Images are re-read from the
@@ -50,13 +51,14 @@ import numpy as np
 
 from ..core.errors import SampleError, BadInput
 from ..core.types import LazyImage, Transition
-from .common import FormatError, check_options, decode_image, describe_folder
+from .common import (DEFAULT_MAX_PIXELS, IMAGE_OPTIONS, FormatError, check_options, decode_image, describe_folder,
+                     relative_origin)
 from ..core.frames import FrameSelection
 from .tfrecord import FeatureSpec, RecordError, iter_frames, parse_example, parse_features, read_record, step_tensor
 
 FORMAT = "rlds"
 OPTIONS = {"dataset": None, "image_key": None, "instruction_key": None, "action_keys": None,
-           "episodes": None, "version": None, "fps": None, "keep_unlabelled": False}
+           "episodes": None, "version": None, "fps": None, "keep_unlabelled": False, **IMAGE_OPTIONS}
 
 
 @dataclass(frozen=True)
@@ -210,8 +212,8 @@ def instructions(values: Any, spec: FeatureSpec, n: int) -> list[str]:
 class _RecordCache:
     """The image bytes of the last few episodes loaded (samples of an episode come together)."""
 
-    def __init__(self, key: str, size: int = 2):
-        self.key, self.size = key, size
+    def __init__(self, key: str, size: int = 2, max_pixels: int | None = DEFAULT_MAX_PIXELS):
+        self.key, self.size, self.max_pixels = key, size, max_pixels
         self._items: OrderedDict[tuple[Path, int], list[bytes]] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -235,7 +237,7 @@ class _RecordCache:
         images = self.images(path, offset)
         if index >= len(images):
             raise SampleError(f"{origin}: the record has {len(images)} images")
-        return decode_image(images[index], origin)
+        return decode_image(images[index], origin, self.max_pixels)
 
 
 # --- the reader -------------------------------------------------------------------------------
@@ -263,7 +265,9 @@ def read(root: Path, spec: Any, frames: FrameSelection) -> Iterator[Transition]:
     shards = find_shards(folder, info, spec.split)
     lengths = [int(x) for x in next((s.get("shardLengths", []) for s in info.get("splits", [])
                                      if s.get("name") == spec.split), [])]
-    context = _Context(name, spec.split, keys, features, frames, _RecordCache(keys.image), bool(options["keep_unlabelled"]))
+    context = _Context(name, spec.split, keys, features, frames,
+                       _RecordCache(keys.image, max_pixels=options["max_pixels"]), bool(options["keep_unlabelled"]),
+                       root)
     base = 0
     for shard_index, path in enumerate(shards):
         if first_n is not None and base >= first_n:
@@ -294,8 +298,8 @@ def read(root: Path, spec: Any, frames: FrameSelection) -> Iterator[Transition]:
 
 class _Context:
     def __init__(self, name: str, split: str, keys: Keys, features: dict[str, FeatureSpec],
-                 frames: FrameSelection, cache: _RecordCache, keep_unlabelled: bool):
-        self.name, self.split, self.keys, self.features = name, split, keys, features
+                 frames: FrameSelection, cache: _RecordCache, keep_unlabelled: bool, root: Path):
+        self.name, self.split, self.keys, self.features, self.root = name, split, keys, features, root
         self.frames, self.cache, self.keep_unlabelled = frames, cache, keep_unlabelled
         self.wanted = {keys.image, keys.instruction, *keys.actions, "episode_metadata/file_path"}
 
@@ -324,8 +328,10 @@ class _Context:
                 parts = [step_tensor(example.get(k, []), self.features[k], n).reshape(n, -1).astype(np.float32)
                          for k in self.keys.actions]
                 actions = np.concatenate(parts, axis=1)
-            origin = f"{path}@{offset}:{self.keys.image}"
-            pairs = self.frames.pairs(n, self.keys.fps, motion=lambda: _motion(images, origin))
+            # the shard named relative to the dataset root: sample logs carry no machine paths
+            origin = f"{relative_origin(path, self.root)}@{offset}:{self.keys.image}"
+            pairs = self.frames.pairs(n, self.keys.fps,
+                                      motion=lambda: _motion(images, origin, self.cache.max_pixels))
         except (ValueError, TypeError, SampleError) as exc:
             yield self.failed(shard_index, offset, f"{path}: episode record at byte offset {offset}: {exc}")
             return
@@ -351,7 +357,7 @@ class _Context:
                 meta=dict(meta_base))
 
 
-def _motion(images: list[bytes], origin: str) -> np.ndarray:
+def _motion(images: list[bytes], origin: str, max_pixels: int | None) -> np.ndarray:
     from .video import motion_magnitudes
 
-    return motion_magnitudes(np.stack([decode_image(b, f"{origin}[{i}]") for i, b in enumerate(images)]))
+    return motion_magnitudes(np.stack([decode_image(b, f"{origin}[{i}]", max_pixels) for i, b in enumerate(images)]))

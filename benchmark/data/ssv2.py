@@ -26,19 +26,19 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from pathlib import Path
 from typing import Any, Iterator
 
 from ..core.errors import SampleError, BadInput
 from ..core.types import LazyImage, Transition
 from . import video
-from .common import FormatError, check_options, describe_folder, safe_join
+from .common import (DEFAULT_MAX_PIXELS, IMAGE_OPTIONS, FormatError, check_options, describe_folder,
+                     relative_origin, safe_join)
 from ..core.frames import FrameSelection
 
 FORMAT = "ssv2"
 DATASET = "something-something-v2"
-OPTIONS = {"action_text": "label", "videos": None}
+OPTIONS = {"action_text": "label", "videos": None, **IMAGE_OPTIONS}
 SPLITS = {"train": "train", "validation": "validation", "val": "validation", "test": "test"}
 VIDEO_DIRS = ("20bn-something-something-v2", "videos", ".")
 
@@ -55,11 +55,13 @@ def read(root: Path, spec: Any, frames: FrameSelection) -> Iterator[Transition]:
     videos = video_dir(root, options["videos"])
     cache = video.FrameCache()
     for entry in entries:
-        yield from _video_samples(root, entry, videos, classes, options["action_text"], spec.split, frames, cache)
+        yield from _video_samples(root, entry, videos, classes, options["action_text"], spec.split, frames, cache,
+                                  options["max_pixels"])
 
 
 def _video_samples(root: Path, entry: dict, videos: Path, classes: dict[str, int], action_text: str, split: str,
-                   frames: FrameSelection, cache: video.FrameCache) -> Iterator[Transition]:
+                   frames: FrameSelection, cache: video.FrameCache,
+                   max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Iterator[Transition]:
     vid = str(entry["id"])
     template = entry["template"]
     class_name = template.replace("[", "").replace("]", "")
@@ -68,17 +70,18 @@ def _video_samples(root: Path, entry: dict, videos: Path, classes: dict[str, int
             "class_id": classes.get(class_name), "label": entry.get("label"),
             "placeholders": entry.get("placeholders"), "frames": frames.describe()}
     path = videos / f"{vid}.webm"
-    origin = os.path.relpath(path, root)  # sample logs are committed: no machine-specific paths
+    origin = relative_origin(path, root)  # sample logs are committed: no machine-specific paths
     where = f"video {vid}"
     common = dict(dataset=DATASET, split=split, episode_id=vid, action_text=action or class_name)
     try:
-        pairs, n_frames, fps = _pairs(path, frames)
+        pairs, n_frames, fps = _pairs(path, frames, max_pixels)
     except SampleError as exc:
         failed = LazyImage(_raiser(SampleError(f"{exc} ({where})")), origin)
         yield Transition(sample_id=f"{vid}:unreadable", source=failed, target=failed, meta=meta, **common)
         return
     meta["n_frames"] = n_frames
-    group = video.FrameGroup(lambda keys, p=path: video.read_frames(p, keys), cache, name=str(path))
+    group = video.FrameGroup(lambda keys, p=path: video.read_frames(p, keys, max_pixels=max_pixels), cache,
+                             name=str(path))
     for s, t in pairs:
         yield Transition(
             sample_id=f"{vid}:{s}-{t}",
@@ -89,9 +92,10 @@ def _video_samples(root: Path, entry: dict, videos: Path, classes: dict[str, int
             fps=fps, frame_gap=t - s, meta=dict(meta), **common)
 
 
-def _pairs(path: Path, frames: FrameSelection) -> tuple[list[tuple[int, int]], int, float | None]:
+def _pairs(path: Path, frames: FrameSelection,
+           max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tuple[list[tuple[int, int]], int, float | None]:
     if frames.mode == "keyframes":
-        stack, fps = decode_all(path)
+        stack, fps = decode_all(path, max_pixels)
         motion = video.motion_magnitudes(stack)
         n_frames = len(stack)
         del stack
@@ -103,17 +107,19 @@ def _pairs(path: Path, frames: FrameSelection) -> tuple[list[tuple[int, int]], i
         raise SampleError(f"video {path}: {exc}") from exc
 
 
-def decode_all(path: Path):
+def decode_all(path: Path, max_pixels: int | None = DEFAULT_MAX_PIXELS):
     """Every frame of a (short) video as one (T, H, W, 3) array, and its fps."""
     import av
     import numpy as np
 
     try:
         with av.open(str(path)) as container:
-            stream = container.streams.video[0]
+            stream = video.video_stream(container, path, max_pixels)
             stream.thread_type = "AUTO"
             fps = float(stream.average_rate or stream.guessed_rate or 0) or None
             stack = np.stack([f.to_ndarray(format="rgb24") for f in container.decode(stream)])
+    except SampleError:
+        raise
     except FileNotFoundError as exc:
         raise SampleError(f"missing video {path}") from exc
     except Exception as exc:

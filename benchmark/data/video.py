@@ -12,16 +12,18 @@ from typing import Iterable
 import numpy as np
 
 from ..core.errors import SampleError
+from .common import DEFAULT_MAX_PIXELS, check_pixels
 
 
 def read_frames(path: Path, indices: Iterable[int] | None = None,
                 timestamps: Iterable[float] | None = None,
-                tolerance_s: float | None = None) -> dict:
+                tolerance_s: float | None = None, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> dict:
     """Decode the frames at the given 0-based `indices` (decode order) or presentation
     `timestamps` (seconds; the first frame whose time is >= ts - tolerance) of `path`.
 
     Returns {index or timestamp: (H, W, 3) uint8}. Stops decoding after the last one needed.
-    A request past the end raises SampleError naming the file and how many frames it has.
+    A request past the end raises SampleError naming the file and how many frames it has; a frame
+    size over `max_pixels` (from the stream header, before decoding) raises one naming the limit.
     """
     import av
 
@@ -36,7 +38,7 @@ def read_frames(path: Path, indices: Iterable[int] | None = None,
         raise SampleError(f"cannot open video {path}: {exc}") from exc
     count = 0
     with container:
-        stream = container.streams.video[0]
+        stream = video_stream(container, path, max_pixels)
         stream.thread_type = "AUTO"
         fps = float(stream.average_rate or stream.guessed_rate or 0) or None
         tol = tolerance_s if tolerance_s is not None else (0.5 / fps if fps else 1e-3)
@@ -65,6 +67,17 @@ def read_frames(path: Path, indices: Iterable[int] | None = None,
     return out
 
 
+def video_stream(container, path: Path, max_pixels: int | None = DEFAULT_MAX_PIXELS):
+    """The first video stream of an open container, its frame size checked against `max_pixels`
+    from the stream header (width and height of the codec parameters) before any frame is decoded."""
+    if not container.streams.video:
+        raise SampleError(f"video {path} has no video stream")
+    stream = container.streams.video[0]
+    width, height = int(stream.codec_context.width or 0), int(stream.codec_context.height or 0)
+    check_pixels(width, height, f"{path} (video frames)", max_pixels)
+    return stream
+
+
 def count_frames(path: Path) -> tuple[int, float | None]:
     """(number of frames, fps). Uses the header when it has a count; WebM often does not, then
     the packets are demuxed (no decoding) and counted."""
@@ -91,7 +104,7 @@ def motion_magnitudes(frames: np.ndarray) -> np.ndarray:
 
 
 def read_frames_seek(path: Path, indices: Iterable[int], seek_gap: int = 150,
-                     partial: bool = False) -> dict[int, np.ndarray]:
+                     partial: bool = False, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> dict[int, np.ndarray]:
     """Frames at 0-based `indices` of a constant-frame-rate video, seeking over long gaps.
 
     `read_frames` decodes from the start; for long videos with a few wanted frames (Ego4D full-scale
@@ -99,7 +112,7 @@ def read_frames_seek(path: Path, indices: Iterable[int], seek_gap: int = 150,
     than `seek_gap` frames past the decoder's position. A frame's index is its presentation time
     (relative to the stream start) times the stream's frame rate, rounded. With `partial`, frames
     past the end map to a SampleError instead of failing the whole call (one bad annotation then
-    fails only its own samples).
+    fails only its own samples). Frames over `max_pixels` fail as in `read_frames`.
     """
     import av
 
@@ -114,7 +127,7 @@ def read_frames_seek(path: Path, indices: Iterable[int], seek_gap: int = 150,
     except Exception as exc:
         raise SampleError(f"cannot open video {path}: {exc}") from exc
     with container:
-        stream = container.streams.video[0]
+        stream = video_stream(container, path, max_pixels)
         stream.thread_type = "AUTO"
         fps = float(stream.average_rate or stream.guessed_rate or 0)
         if not fps or stream.time_base is None:

@@ -15,13 +15,14 @@ import os
 import socket
 import sqlite3
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
 
 from ..core.errors import BadInput
+from .records import Prediction, SampleRecord, ScoreRow, SetScore
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS run_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -46,18 +47,11 @@ CREATE TABLE IF NOT EXISTS set_scores (
 
 
 @dataclass
-class SampleRecord:
-    """One sample's row. `status` is 'done' (prediction stored; scores in `scores`),
-    'failed' (`stage` says where: data, model, output, metric) or 'skipped' (the task cannot use it)."""
+class Plan:
+    """Sample ids to evaluate (`todo`) and stored ones to score again (`stale`)."""
 
-    task: str
-    sample_id: str
-    position: int
-    status: str
-    info: dict[str, Any]
-    prediction: Any = None
-    stage: str | None = None
-    error: str | None = None
+    todo: list[str] = field(default_factory=list)
+    stale: list[str] = field(default_factory=list)
 
 
 CLAIM_TTL_S = 6 * 3600  # a claim covers one batch; older ones are from a lost process on another host
@@ -107,11 +101,16 @@ class RunStore:
     def __init__(self, run_dir: Path):
         self.run_dir = Path(run_dir)
         self.objects = self.run_dir / "objects"
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(self.run_dir / "store.sqlite", timeout=60, isolation_level=None)
-        self._enable_wal()
-        self.db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process kills
-        self.db.executescript(SCHEMA)
+        if self.run_dir.exists() and not self.run_dir.is_dir():
+            raise BadInput(f"{self.run_dir} is a file, not a run directory; choose another --output")
+        try:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(self.run_dir / "store.sqlite", timeout=60, isolation_level=None)
+            self._enable_wal()
+            self.db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process kills
+            self.db.executescript(SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise BadInput(store_error(self.run_dir, exc)) from exc
         self.owner = _owner_id()
 
     def _enable_wal(self, patience_s: float = 60.0) -> None:
@@ -143,23 +142,44 @@ class RunStore:
     def set_meta(self, key: str, value: Any) -> None:
         self.db.execute("INSERT OR REPLACE INTO run_meta VALUES (?, ?)", (key, json.dumps(value, default=str)))
 
-    # tasks ---------------------------------------------------------------------------------
-    def bind_task(self, task: str, fingerprint: str, spec: dict, model: dict, selected: list[str]) -> None:
+    # the run's identity: one model, and per task one configuration ------------------------
+    def bind_model(self, model: dict) -> None:
+        """A run directory holds one model card (adapter and args): refuse another once anything
+        is stored; a binding under which nothing was stored yet (a rejected command) is replaced."""
+        stored = self.meta("model")
+        if stored is not None and stored != json.loads(json.dumps(model, default=str)) and self._has_samples():
+            raise BadInput(f"{self.run_dir} holds a run of model '{stored['card']['name']}' (adapter "
+                           f"{stored['card']['adapter']}, args {stored['card']['args']}); a run directory holds one "
+                           f"model: use another --output for '{model['card']['name']}'")
+        self.set_meta("model", model)
+
+    def bind_task(self, task: str, fingerprint: str, spec: dict, model: dict, selected: list[str]) -> list[str]:
         """Record what this run directory evaluates for `task` and which samples the current
-        invocation selected (results.json reports those); refuse a different configuration. A spec
-        with the same fingerprint replaces the stored one (e.g. metrics were added, another limit)."""
-        row = self.db.execute("SELECT fingerprint, model FROM tasks WHERE task = ?", (task,)).fetchone()
-        if row is None or (row[0] == fingerprint and json.loads(row[1]) == model):
-            self.db.execute("INSERT OR REPLACE INTO tasks VALUES (?, ?, ?, ?, ?)",
-                            (task, fingerprint, json.dumps(spec, sort_keys=True), json.dumps(model, sort_keys=True),
-                             json.dumps(selected)))
-            return
-        stored_model = json.loads(row[1])
-        if row[0] != fingerprint or stored_model != model:
+        invocation selected (results.json reports those); refuse a different configuration once
+        samples are stored. A spec with the same fingerprint replaces the stored one (e.g. metrics
+        were added, another limit). Returns the selection the previous invocation made."""
+        row = self.db.execute("SELECT fingerprint, model, selected FROM tasks WHERE task = ?", (task,)).fetchone()
+        if row is not None and (row[0] != fingerprint or json.loads(row[1]) != model) and self._has_samples(task):
             what = "task spec (dataset, frames, prompt or seed)" if row[0] != fingerprint else "model (adapter or args)"
             raise BadInput(
                 f"{self.run_dir} already holds a run of task '{task}' with a different {what}; "
                 f"resuming would mix results. Use another --output directory, or delete {self.run_dir}.")
+        self.db.execute("INSERT OR REPLACE INTO tasks VALUES (?, ?, ?, ?, ?)",
+                        (task, fingerprint, json.dumps(spec, sort_keys=True), json.dumps(model, sort_keys=True),
+                         json.dumps(selected)))
+        return json.loads(row[2]) if row is not None else []
+
+    def _has_samples(self, task: str | None = None) -> bool:
+        query, args = ("SELECT 1 FROM samples WHERE task = ? LIMIT 1", (task,)) if task else ("SELECT 1 FROM samples LIMIT 1", ())
+        return self.db.execute(query, args).fetchone() is not None
+
+    def record_metrics(self, task: str, described: dict[str, Any]) -> None:
+        """What the task's metrics are in this invocation (`describe()` plus availability and the
+        reason): results.json reports them from here, without live metric objects."""
+        self.set_meta(f"metrics:{task}", described)
+
+    def metric_records(self, task: str) -> dict[str, Any]:
+        return self.meta(f"metrics:{task}", {})
 
     def stored_tasks(self) -> list[str]:
         return [r[0] for r in self.db.execute("SELECT task FROM tasks ORDER BY task")]
@@ -199,7 +219,7 @@ class RunStore:
                                         (task, *part)).fetchall()
             rows.sort(key=lambda r: (r[1], r[0]))
         return [SampleRecord(task, sid, pos, status, json.loads(info),
-                             None if pred is None else json.loads(pred), stage, error)
+                             None if pred is None else Prediction.from_dict(json.loads(pred)), stage, error)
                 for sid, pos, status, stage, error, pred, info in rows]
 
     def scores(self, task: str) -> dict[str, dict[str, float | None]]:
@@ -218,15 +238,15 @@ class RunStore:
             out.setdefault(sid, {})[metric] = json.loads(details)
         return out
 
-    def set_scores(self, task: str) -> dict[str, tuple[str, float | None, Any]]:
-        """metric -> (fingerprint of the scored set, value, details) for set-level metrics."""
-        return {m: (fp, v, None if d is None else json.loads(d)) for m, fp, v, d in self.db.execute(
+    def set_scores(self, task: str) -> dict[str, SetScore]:
+        """metric -> its stored set-level score (FID, KID)."""
+        return {m: SetScore(fp, v, None if d is None else json.loads(d)) for m, fp, v, d in self.db.execute(
             "SELECT metric, fingerprint, value, details FROM set_scores WHERE task = ?", (task,))}
 
-    def put_set_score(self, task: str, metric: str, fingerprint: str, value: float | None, details: Any) -> None:
+    def put_set_score(self, task: str, metric: str, score: SetScore) -> None:
         self.db.execute("INSERT OR REPLACE INTO set_scores VALUES (?, ?, ?, ?, ?)",
-                        (task, metric, fingerprint, value,
-                         None if details is None else json.dumps(details, sort_keys=True, default=str)))
+                        (task, metric, score.fingerprint, score.value,
+                         None if score.details is None else json.dumps(score.details, sort_keys=True, default=str)))
 
     def failed_scores(self, task: str) -> set[str]:
         """Samples with at least one failed metric score (see scoring.py)."""
@@ -237,6 +257,23 @@ class RunStore:
     def score_versions(self, task: str) -> dict[tuple[str, str], str]:
         return {(sid, m): v for sid, m, v in self.db.execute(
             "SELECT sample_id, metric, version FROM scores WHERE task = ?", (task,))}
+
+    def plan(self, task: str, selected: list[str], versions: dict[str, str], *, retry_failed: bool = False,
+             rescore: bool = False) -> Plan:
+        """What an invocation has to do for `task` over its `selected` samples: evaluate those not
+        stored yet (and failed ones with `retry_failed`); score again the done ones that miss a
+        score of a current metric version (`versions`: metric key -> version), all done ones with
+        `rescore`, and those with a failed score with `retry_failed`."""
+        status = self.statuses(task)
+        todo = [sid for sid in selected if status.get(sid) is None or (retry_failed and status[sid] == "failed")]
+        done = [sid for sid in selected if status.get(sid) == "done"]
+        if rescore:
+            return Plan(todo, done)
+        stored = self.score_versions(task)
+        failed_scores = self.failed_scores(task) if retry_failed else set()
+        stale = [sid for sid in done if sid in failed_scores
+                 or any(stored.get((sid, key)) != version for key, version in versions.items())]
+        return Plan(todo, stale)
 
     def claim(self, task: str, sample_ids: list[str], retry_failed: bool = False) -> list[str]:
         """Claim the samples that no one has evaluated or is evaluating; returns those claimed."""
@@ -259,15 +296,18 @@ class RunStore:
                            [(task, sid, self.owner, now) for sid in taken])
         return taken
 
-    def commit(self, records: list[SampleRecord], scores: list[tuple]) -> None:
-        """Write a batch of samples and their scores atomically; a score row is
-        (task, sample_id, metric, version, value or None, details JSON or None)."""
+    def commit(self, records: list[SampleRecord], scores: list[ScoreRow], replace_scores: bool = False) -> None:
+        """Write a batch of samples and their scores atomically. `replace_scores`: the samples'
+        stored scores are dropped first (rescoring), so a metric that no longer applies leaves none."""
         now = time.time()
         with self.transaction():
+            if replace_scores:
+                self.db.executemany("DELETE FROM scores WHERE task = ? AND sample_id = ?",
+                                    [(r.task, r.sample_id) for r in records])
             self.db.executemany(
                 "INSERT OR REPLACE INTO samples VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [(r.task, r.sample_id, r.position, r.status, r.stage, r.error,
-                  None if r.prediction is None else json.dumps(r.prediction),
+                  None if r.prediction is None else json.dumps(r.prediction.to_dict()),
                   json.dumps(r.info, sort_keys=True, default=str), now) for r in records])
             self.db.executemany("INSERT OR REPLACE INTO scores VALUES (?, ?, ?, ?, ?, ?)", scores)
             self.db.executemany("DELETE FROM claims WHERE task = ? AND sample_id = ?",
@@ -304,6 +344,21 @@ class RunStore:
                 return np.asarray(image.convert("RGB"))
         except FileNotFoundError as exc:
             raise BadInput(f"stored prediction {path} is missing; the run directory is damaged") from exc
+        except OSError as exc:  # truncated or garbage PNG (PIL's UnidentifiedImageError is an OSError)
+            raise BadInput(f"stored prediction {path} cannot be read ({exc}); the run directory is damaged") from exc
+
+
+def store_error(run_dir: Path, exc: BaseException) -> str:
+    """One line for a run directory that cannot be opened or written (bad environment: exit 2)."""
+    text = str(exc)
+    if isinstance(exc, sqlite3.DatabaseError) and ("not a database" in text or "malformed" in text):
+        return (f"{run_dir / 'store.sqlite'} is damaged or not a wmbench store ({text}); move it away to start "
+                f"a new run, or restore it")
+    if "readonly" in text or isinstance(exc, PermissionError):
+        return f"cannot write to the run directory {run_dir} ({text}); choose a writable --output"
+    if isinstance(exc, OSError) and exc.errno == 28:
+        return f"no space left on the device holding {run_dir}; free some space and run the same command again"
+    return f"cannot use the run directory {run_dir}: {type(exc).__name__}: {text}"
 
 
 class _Transaction:

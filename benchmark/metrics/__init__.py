@@ -3,6 +3,6 @@
 from __future__ import annotations
 
 from ..core.registry import METRICS
-from .base import Metric, MetricInput
+from .base import Metric, MetricInput, Scores
 
-__all__ = ["METRICS", "Metric", "MetricInput"]
+__all__ = ["METRICS", "Metric", "MetricInput", "Scores"]

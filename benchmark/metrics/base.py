@@ -44,6 +44,33 @@ class MetricInput:
         return self.aux[i].get(key) if i < len(self.aux) and self.aux[i] else None
 
 
+@dataclass(frozen=True)
+class Scores:
+    """What `Metric.score` returns: one value per sample (NaN = not applicable) and, for metrics
+    with something to keep per sample (a judge's replies, a predicted class), one details dict (or
+    None) per sample. A details dict with "failed": True marks a sample that could not be scored
+    (e.g. unparseable judge replies after every retry): its value is not used. A metric without
+    details may return the bare array."""
+
+    values: np.ndarray
+    details: list[dict[str, Any] | None] | None = None
+
+    def __iter__(self):  # values, details = metric.score(batch)
+        return iter((self.values, self.details))
+
+    @classmethod
+    def of(cls, result: Any, n: int) -> Scores:
+        """`score`'s return value (Scores or array-like) checked against the batch size `n`."""
+        scores = result if isinstance(result, Scores) else cls(result)
+        values = np.asarray(scores.values, dtype=np.float64).reshape(-1)
+        if len(values) != n:
+            raise ValueError(f"returned {len(values)} scores for {n} samples")
+        details = list(scores.details) if scores.details is not None else [None] * n
+        if len(details) != n:
+            raise ValueError(f"returned {len(details)} detail records for {n} samples")
+        return cls(values, details)
+
+
 class Metric:
     """A metric class; the runner builds one instance per task and calls `score` per batch.
 
@@ -52,14 +79,13 @@ class Metric:
     without options takes none (the base constructor refuses unknown keywords with TypeError).
     `describe()` reports the instance (class info + options + weights) for results.json.
 
+    `score(batch)` returns the values, or `Scores(values, details)` with one details dict per
+    sample that the runner stores next to the score (see `Scores`). A metric keeps no per-batch
+    state on the instance: one instance serves every task of a run.
+
     Set-level metrics (`set_level = True`, e.g. FID) have no per-sample value: `score` returns
     NaN per sample and the runner calls `score_set(predictions, targets)` once per task on all
-    scored samples (uint8 (H, W, 3) lists) and stores the float as the task-level value.
-
-    `last_details`: metrics with something to keep per sample (a judge's raw replies) set it in
-    `score` to one dict per sample of the batch, which the runner stores next to the score; it is
-    None for all other metrics. A dict with "failed": True marks a sample that could not be
-    scored (e.g. unparseable judge replies after all retries); its score is NaN.
+    scored samples (uint8 (H, W, 3) lists); it returns the task-level value, or (value, details).
 
     `device`: where a backbone runs; the runner may set it (e.g. from `--device`) before the
     first `score` call; backbones are loaded lazily on that first call.
@@ -79,7 +105,6 @@ class Metric:
     aux_keys: ClassVar[frozenset[str]] = frozenset()
 
     device: str = "cpu"
-    last_details: list[dict[str, Any]] | None = None
 
     def __init__(self, **options: Any):
         if options:
@@ -93,11 +118,11 @@ class Metric:
         """Called once per task with every selected `Transition` (no pixels loaded), before any
         `score` call (e.g. to collect the class vocabulary). Default: nothing."""
 
-    def score(self, batch: MetricInput) -> np.ndarray:
+    def score(self, batch: MetricInput) -> Scores | np.ndarray:
         raise NotImplementedError
 
-    def score_set(self, predictions: list[np.ndarray], targets: list[np.ndarray]) -> float:
-        """Set-level value (only when `set_level`)."""
+    def score_set(self, predictions: list[np.ndarray], targets: list[np.ndarray]) -> float | tuple[float, dict]:
+        """Set-level value, or (value, details) (only when `set_level`)."""
         raise NotImplementedError
 
     def options(self) -> dict[str, Any]:

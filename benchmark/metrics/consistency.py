@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import MetricInput, ModelBackedMetric, pick, score_with_targets, with_targets
+from .base import MetricInput, ModelBackedMetric, Scores, pick, score_with_targets, with_targets
 from .embedders import ClipEmbedder, DinoEmbedder, LpipsNet, cosine_rows
 from .perceptual import WeightedMetric, lpips_distances
 
@@ -180,7 +180,7 @@ class IdpCycle(ModelBackedMetric):
                      sources=[batch.sources[i] for i in indices], prompts=[self.prompt] * len(indices),
                      targets=seconds, meta=meta)
 
-    def score(self, batch: MetricInput) -> np.ndarray:
+    def score(self, batch: MetricInput) -> Scores:
         n = len(batch.predictions)
         actions = batch.actions or [""] * n
         out = np.full(n, np.nan)
@@ -188,15 +188,15 @@ class IdpCycle(ModelBackedMetric):
         if self.mode == "caption":
             idx = list(range(n))
             captions = model.infer_action(self._batch(batch, idx, list(batch.predictions)))
-            self.last_details = [{"idp_caption": c} for c in captions]
-            return self.text_embedder().cosine(list(captions), list(actions))
+            return Scores(self.text_embedder().cosine(list(captions), list(actions)),
+                          [{"idp_caption": c} for c in captions])
         have = with_targets(batch)
         if have:
             acts = [actions[i] for i in have]
             on_pred = model.action_logprob(self._batch(batch, have, [batch.predictions[i] for i in have]), acts)
             on_tgt = model.action_logprob(self._batch(batch, have, [batch.targets[i] for i in have]), acts)
             out[have] = np.asarray(on_pred, dtype=float) - np.asarray(on_tgt, dtype=float)
-            self.last_details = [{} for _ in range(n)]
-            for j, i in enumerate(have):
-                self.last_details[i] = {"logprob_prediction": float(on_pred[j]), "logprob_target": float(on_tgt[j])}
-        return out
+        details: list[dict[str, Any] | None] = [None] * n
+        for j, i in enumerate(have):
+            details[i] = {"logprob_prediction": float(on_pred[j]), "logprob_target": float(on_tgt[j])}
+        return Scores(out, details)

@@ -35,7 +35,6 @@ class _InceptionSetMetric(Metric):
         if feature not in (64, 192, 768, 2048):
             raise TypeError(f"{self.name}: feature must be 64, 192, 768 or 2048, got {feature!r}")
         self.weights_dir, self.feature, self.backbone = weights_dir, feature, backbone
-        self.last_set_details: dict[str, Any] = {}
 
     def options(self) -> dict[str, Any]:
         return {"feature": self.feature}
@@ -94,16 +93,15 @@ class FID(_InceptionSetMetric):
     name = "fid"
     description = "Frechet Inception Distance of predicted vs target frames over the whole set (torchmetrics)"
 
-    def score_set(self, predictions: list[np.ndarray], targets: list[np.ndarray]) -> float:
+    def score_set(self, predictions: list[np.ndarray], targets: list[np.ndarray]) -> tuple[float, dict[str, Any]]:
         from torchmetrics.image.fid import FrechetInceptionDistance
 
         if min(len(predictions), len(targets)) < 2:
-            return float("nan")  # a covariance needs two samples
+            return float("nan"), {"n_predictions": len(predictions), "n_targets": len(targets)}  # a covariance needs two samples
         fid = FrechetInceptionDistance(feature=self.extractor(), normalize=False).to(self.device)
         self.feed(fid, targets, True, self.device)
         self.feed(fid, predictions, False, self.device)
-        self.last_set_details = {"n_predictions": len(predictions), "n_targets": len(targets)}
-        return float(fid.compute())
+        return float(fid.compute()), {"n_predictions": len(predictions), "n_targets": len(targets)}
 
 
 class KID(_InceptionSetMetric):
@@ -121,13 +119,13 @@ class KID(_InceptionSetMetric):
     def options(self) -> dict[str, Any]:
         return {**super().options(), "subsets": self.subsets, "subset_size": self.subset_size, "seed": self.seed}
 
-    def score_set(self, predictions: list[np.ndarray], targets: list[np.ndarray]) -> float:
+    def score_set(self, predictions: list[np.ndarray], targets: list[np.ndarray]) -> tuple[float, dict[str, Any]]:
         import torch
         from torchmetrics.image.kid import KernelInceptionDistance
 
         size = min(self.subset_size, len(predictions), len(targets))
         if size < 2:
-            return float("nan")
+            return float("nan"), {"subset_size": 0, "subsets": self.subsets}
         with warnings.catch_warnings():  # "will save all extracted features": that is the design
             warnings.filterwarnings("ignore", message=".*will save all extracted features.*")
             kid = KernelInceptionDistance(feature=self.extractor(), subsets=self.subsets, subset_size=size,
@@ -137,5 +135,4 @@ class KID(_InceptionSetMetric):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
             mean, std = kid.compute()
-        self.last_set_details = {"std": float(std), "subset_size": size, "subsets": self.subsets}
-        return float(mean)
+        return float(mean), {"std": float(std), "subset_size": size, "subsets": self.subsets}

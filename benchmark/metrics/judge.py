@@ -9,7 +9,7 @@ The prompt wording is ours (the paper describes the protocol, not a verbatim pro
 Any adapter with the `answer(images, prompts)` capability can judge: an OpenAI-compatible
 endpoint or a local HF VLM. Options: `model` (adapter, card name or card path), `model_args`,
 `retries` (re-asks for unparseable replies, default 2), `prompt` (template with {instruction}).
-Raw replies are kept in `last_details` (one dict per sample: judge, replies, the two scores, and
+Raw replies are returned as the details of `Scores` (one dict per sample: judge, replies, the two scores, and
 "failed": True with the reason when no reply parsed). Not marked edit-aware: it ranks copy low
 only as far as the judge model follows the protocol.
 """
@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from ..core.errors import BadInput
-from .base import MetricInput, ModelBackedMetric
+from .base import MetricInput, ModelBackedMetric, Scores
 
 PROMPT = (
     "You are evaluating an image edit that should show the result of an action.\n"
@@ -110,7 +110,7 @@ class VLMJudge(ModelBackedMetric):
         return {"model": self.model_name, "model_args": self.model_args, "retries": self.retries,
                 "prompt": self.prompt}
 
-    def score(self, batch: MetricInput) -> np.ndarray:
+    def score(self, batch: MetricInput) -> Scores:
         n = len(batch.predictions)
         actions = batch.actions or [""] * n
         judge = self.adapter()
@@ -141,5 +141,4 @@ class VLMJudge(ModelBackedMetric):
             success, minimal = parsed[i]
             details[i].update(editing_success=success, minimal_editing=minimal)
             out[i] = min(success, minimal)
-        self.last_details = details
-        return out
+        return Scores(out, details)

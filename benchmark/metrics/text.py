@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from ..core.errors import BadInput
-from .base import Metric, MetricInput
+from .base import Metric, MetricInput, Scores
 
 _PUNCT = re.compile(f"[{re.escape(string.punctuation)}]")
 
@@ -359,7 +359,7 @@ class ClassAccuracy(Metric):
         sims = self.embedder.encode(list(predictions)) @ self.embedder.encode(names).T
         return [ids[int(j)] for j in sims.argmax(axis=1)]
 
-    def score(self, batch: MetricInput) -> np.ndarray:
+    def score(self, batch: MetricInput) -> Scores:
         if not self.classes:
             raise BadInput("class_accuracy: no class vocabulary (the runner must call prepare() with the "
                                f"samples, whose meta needs '{self.key}' and '{self.name_key}', or pass `classes`)")
@@ -367,5 +367,5 @@ class ClassAccuracy(Metric):
         truth = [str(m[self.key]) if m.get(self.key) is not None else None
                  for m in (batch.meta[i] if i < len(batch.meta) else {} for i in range(n))]
         predicted = self._predict([str(p) for p in batch.predictions])
-        self.last_details = [{"predicted_class": p, "true_class": t} for p, t in zip(predicted, truth)]
-        return np.array([np.nan if t is None else float(p == t) for p, t in zip(predicted, truth)])
+        return Scores(np.array([np.nan if t is None else float(p == t) for p, t in zip(predicted, truth)]),
+                      [{"predicted_class": p, "true_class": t} for p, t in zip(predicted, truth)])

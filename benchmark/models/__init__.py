@@ -19,7 +19,7 @@ from .base import CAPABILITIES, TASK_CAPABILITY, Model
 CARDS_DIR = Path(__file__).resolve().parents[2] / "baselines"
 
 __all__ = ["MODELS", "Model", "ModelCard", "CAPABILITIES", "TASK_CAPABILITY", "resolve_card",
-           "discover_cards", "instantiate", "parse_model_args"]
+           "discover_cards", "instantiate", "parse_model_args", "card_or_task"]
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,52 @@ def load_card(path: str | os.PathLike) -> ModelCard:
         raise SpecError(path, "adapter", f"unknown adapter '{card.adapter}'"
                         f"{did_you_mean(card.adapter, MODELS.names())}; known: {', '.join(MODELS.names())}")
     return ModelCard(**{**card.to_dict(), "path": str(path)})
+
+
+def card_or_task(path: str | os.PathLike, data: Any) -> tuple[bool, str]:
+    """Is the YAML `data` read from `path` a model card (True) or a task spec (False)? And why.
+
+    Misspelled files must be checked as what they are meant to be (`adaptor:` in a card is a
+    misspelled card key, not an unknown task field), so the rule is, in order:
+    1. the keys that belong to one kind only: ModelCard's `adapter`, `args`, `citation`, `url`
+       against TaskSpec's `kind`, `dataset`, `metrics`, `frames`, `prompt`, ...; an unknown key
+       counts for the kind whose key it most resembles (`adaptor` -> `adapter`); the kind with
+       more keys wins;
+    2. on a tie, the folder: a file under a `baselines/` folder is a card, under `tasks/` a task;
+    3. else a task.
+    """
+    import dataclasses
+    import difflib
+
+    from ..core.tasks import TaskSpec
+
+    def yaml_fields(cls: type) -> set[str]:
+        return {f.name for f in dataclasses.fields(cls) if f.init and f.metadata.get("yaml", True)}
+
+    card_fields, task_fields = yaml_fields(ModelCard), yaml_fields(TaskSpec)
+    card_only, task_only = sorted(card_fields - task_fields), sorted(task_fields - card_fields)
+    card_keys: list[str] = []
+    task_keys: list[str] = []
+    for key in map(str, data) if isinstance(data, dict) else ():
+        if key in card_fields | task_fields:
+            match = key
+        else:
+            close = difflib.get_close_matches(key, card_only + task_only, n=1)
+            match = close[0] if close else ""
+        if match in card_only:
+            card_keys.append(key)
+        elif match in task_only:
+            task_keys.append(key)
+    if len(card_keys) != len(task_keys):
+        is_card = len(card_keys) > len(task_keys)
+        keys = card_keys if is_card else task_keys
+        return is_card, f"it has {'model card' if is_card else 'task'} key(s) {', '.join(keys)}"
+    folders = [part.lower() for part in Path(path).resolve().parent.parts]
+    for index in range(len(folders) - 1, -1, -1):  # the nearest folder decides
+        if folders[index] in ("baselines", "tasks"):
+            is_card = folders[index] == "baselines"
+            return is_card, f"it is under a {folders[index]}/ folder"
+    return False, "its keys do not say it is a model card"
 
 
 def discover_cards(folder: Path = CARDS_DIR) -> dict[str, ModelCard]:

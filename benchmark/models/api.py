@@ -135,12 +135,42 @@ class OpenAIChatModel(Model):
 
     def answer(self, images: list[list[np.ndarray]], prompts: list[str]) -> list[str]:
         def one(i: int) -> str:
-            reply = self._post_json("chat/completions", self._chat_payload(images[i], prompts[i]))
-            try:
-                return str(reply["choices"][0]["message"]["content"] or "").strip()
-            except (KeyError, IndexError, TypeError) as exc:
-                raise SampleError(f"chat/completions: unexpected reply shape ({exc!r})") from exc
+            return self._answer_text(self._post_json("chat/completions", self._chat_payload(images[i], prompts[i])))
         return self._parallel(one, len(prompts))
+
+    def _answer_text(self, reply: Any) -> str:
+        """The answer of a chat completion. A reply without text (`content: null`: a refusal, a
+        content filter, a tool call, or max_tokens spent before any answer, e.g. on reasoning) is
+        a SampleError saying why, not an empty answer scored as if the model had said nothing.
+        `content` as a list of parts (some servers) is joined; an empty string is a real answer."""
+        try:
+            choice = reply["choices"][0]
+            message = choice["message"]
+            content = message["content"] if "content" in message else None
+        except (KeyError, IndexError, TypeError) as exc:
+            raise SampleError(f"chat/completions: unexpected reply shape ({exc!r})") from exc
+        if isinstance(content, list):
+            texts = [p.get("text") for p in content
+                     if isinstance(p, dict) and p.get("type") in ("text", "output_text")]
+            content = "".join(t for t in texts if isinstance(t, str)) if texts else None
+        if isinstance(content, str):
+            return content.strip()
+        if content is not None:
+            raise SampleError(f"chat/completions: message content is a {type(content).__name__}, not text")
+        finish = choice.get("finish_reason") if isinstance(choice, dict) else None
+        why = []
+        if message.get("refusal"):
+            why.append(f"the model refused: {str(message['refusal'])[:200]!r}")
+        if finish == "length":
+            spent = " (spent on reasoning)" if message.get("reasoning_content") or message.get("reasoning") else ""
+            why.append(f"max_tokens={self.max_tokens} ran out before any answer text{spent}; raise max_tokens")
+        elif finish == "content_filter":
+            why.append("the provider's content filter withheld the answer")
+        if message.get("tool_calls") or message.get("function_call") or finish in ("tool_calls", "function_call"):
+            why.append("the model called a tool instead of answering")
+        detail = "; ".join(why) or "no reason given"
+        raise SampleError(self._scrub(f"chat/completions: the reply has no answer text (content: null, "
+                                      f"finish_reason: {finish!r}): {detail}"))
 
     def infer_action(self, batch: Batch) -> list[str]:
         if batch.targets is None:

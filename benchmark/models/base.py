@@ -8,22 +8,43 @@ card's `args`) and any of three capabilities:
 - `infer_action(batch) -> list[str]`: IDP. One action text per sample.
 - `action_logprob(batch, actions) -> list[float]`: the log-likelihood of `actions[i]` given the
   image pair of sample i (verification and probes).
+- `transition_logprob(batch) -> list[float]`: log p(target frame | source, action) of sample i.
 - `answer(images, prompts) -> list[str]`: free-form answer to `prompts[i]` about the images
   `images[i]` (a list of (H, W, 3) uint8 arrays); what VLM judges call.
+- `predict_candidates(batch) -> list[list[np.ndarray]]` with `verify(batch, candidates) ->
+  list[list[float]]`: best-of-N, N candidate next frames per sample and a verifier score for each;
+  the runner stores every candidate and score and keeps the best (FDP).
 
-A subclass declares what it can do simply by overriding the method; `capabilities()` reads that.
+A subclass declares what it can do by overriding the methods; `capabilities()` reads that, and the
+runner asks `capabilities()`, never `hasattr`.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 
-from ..core.types import Batch, Transition
+from ..core.types import Batch
 
-CAPABILITIES = ("predict_next", "infer_action", "action_logprob", "answer")
+CAPABILITIES = ("predict_next", "infer_action", "action_logprob", "transition_logprob", "answer",
+                "predict_candidates")
 TASK_CAPABILITY = {"fdp": "predict_next", "idp": "infer_action"}
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    """What a model learns about a task before its first batch (`Model.prepare`): never the
+    answers. `actions` are the task's action texts where they are model inputs (FDP
+    instructions); for IDP they are the answers, given only to models that declare
+    `sees_reference` (anchors)."""
+
+    name: str
+    kind: str
+    seed: int
+    sample_ids: tuple[str, ...]
+    actions: tuple[str, ...] | None = None
 
 
 class Model:
@@ -42,8 +63,8 @@ class Model:
     def capabilities(cls) -> tuple[str, ...]:
         return tuple(c for c in CAPABILITIES if getattr(cls, c) is not getattr(Model, c))
 
-    def prepare(self, kind: str, transitions: Sequence[Transition]) -> None:
-        """Called once per task before any batch, with every selected sample (no pixels loaded)."""
+    def prepare(self, task: TaskInfo) -> None:
+        """Called once per task before any batch (see `TaskInfo`)."""
 
     def predict_next(self, batch: Batch, n: int = 1) -> list[list[np.ndarray]]:
         raise NotImplementedError
@@ -54,7 +75,16 @@ class Model:
     def action_logprob(self, batch: Batch, actions: list[str]) -> list[float]:
         raise NotImplementedError
 
+    def transition_logprob(self, batch: Batch) -> list[float]:
+        raise NotImplementedError
+
     def answer(self, images: list[list[np.ndarray]], prompts: list[str]) -> list[str]:
+        raise NotImplementedError
+
+    def predict_candidates(self, batch: Batch) -> list[list[np.ndarray]]:
+        raise NotImplementedError
+
+    def verify(self, batch: Batch, candidates: list[list[np.ndarray]]) -> list[list[float]]:
         raise NotImplementedError
 
     def fingerprint(self) -> dict[str, Any]:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
-from ..core.types import Batch, Transition
-from .base import Model
+from ..core.types import Batch
+from .base import Model, TaskInfo
 
 
 class CopyModel(Model):
@@ -61,13 +61,14 @@ class MajorityModel(Model):
     """IDP floor: always answers the most common action text of the evaluated split."""
 
     description = "IDP anchor: answers the most common action text of the evaluated samples"
+    sees_reference = True  # an anchor built from the answers of the evaluated split
 
     def __init__(self) -> None:
         super().__init__()
         self.reply = ""
 
-    def prepare(self, kind: str, transitions: Sequence[Transition]) -> None:
-        counts = Counter(t.action_text for t in transitions)
+    def prepare(self, task: TaskInfo) -> None:
+        counts = Counter(task.actions or ())
         # ties broken alphabetically so the answer does not depend on sample order
         self.reply = min(counts.items(), key=lambda kv: (-kv[1], kv[0]))[0] if counts else ""
 

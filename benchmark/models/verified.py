@@ -13,13 +13,13 @@ for callers that only want the best frames.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from ..core.errors import SampleError, BadInput
-from ..core.types import Batch, Transition
-from .base import Model
+from ..core.types import Batch
+from .base import Model, TaskInfo
 
 DEFAULT_VERIFIER_PROMPT = ("The first image shows a scene before an action and the second image the same scene "
                            "after it. What action was performed? Answer with the action only.")
@@ -60,9 +60,9 @@ class VerifiedModel(Model):
             self.sampler_card, self.sampler = _build(sampler, sampler_args, "predict_next", "sampler")
         self.verifier_card, self.verifier = _build(verifier, verifier_args, "action_logprob", "verifier")
 
-    def prepare(self, kind: str, transitions: Sequence[Transition]) -> None:
-        self.sampler.prepare(kind, transitions)
-        self.verifier.prepare("idp", transitions)
+    def prepare(self, task: TaskInfo) -> None:
+        self.sampler.prepare(task)
+        self.verifier.prepare(task)
 
     def predict_candidates(self, batch: Batch, n: int | None = None) -> list[list[np.ndarray]]:
         """N candidate next frames per sample, drawn in one batched call of the sampler."""
@@ -131,19 +131,16 @@ class StoredCandidates(Model):
     """A sampler that returns the candidates a finished best-of-N run stored (no generation)."""
 
     def __init__(self, run_dir: str):
-        from pathlib import Path
-
-        from ..log.store import RunStore
+        from ..log.runlog import read_run
         from . import ModelCard
 
-        path = Path(run_dir)
-        if not (path / "store.sqlite").is_file():
-            raise BadInput(f"verified: candidates_from={run_dir} is not a run directory (no store.sqlite)")
-        self.store = RunStore(path)
-        models = {json_key(self.store.task_binding(t)[1]) for t in self.store.stored_tasks()}
-        if len(models) != 1:
-            raise BadInput(f"verified: {run_dir} holds no run, or runs of several models")
-        card = self.store.task_binding(self.store.stored_tasks()[0])[1]["card"]
+        try:
+            self.run = read_run(run_dir)
+        except BadInput as exc:
+            raise BadInput(f"verified: candidates_from: {exc}") from exc
+        if not self.run.tasks:
+            raise BadInput(f"verified: {run_dir} holds no run (its results.json has no task)")
+        card = self.run.card
         if card["adapter"] != "verified":
             raise BadInput(f"verified: {run_dir} is a run of '{card['name']}' (adapter {card['adapter']}), "
                                "not of a verified best-of-N model: it stored no candidates")
@@ -154,28 +151,22 @@ class StoredCandidates(Model):
         """The stored candidates of each sample. For another action than the stored run's (the
         runner's counterfactual call) only that run's stored counterfactual prediction can serve;
         nothing is generated."""
-        records = {r.sample_id: r for r in self.store.samples(batch.task, batch.sample_ids)}
+        task = self.run.tasks.get(batch.task)
         actions = batch.actions or [None] * len(batch)
         out = []
         for sid, action in zip(batch.sample_ids, actions):
-            record = records.get(sid)
-            prediction = (record.prediction or {}) if record and record.status == "done" else {}
-            if action is not None and record and action != record.info.get("action_text"):
-                stored = prediction.get("counterfactual") or {}
-                if stored.get("action") != action:
-                    raise SampleError(f"verified: {self.store.run_dir} stored no prediction of {batch.task}:{sid} "
+            record = task.sample(sid) if task is not None else None
+            prediction = record.prediction if record is not None and record.done else None
+            if action is not None and record is not None and action != record.sample.get("action_text"):
+                stored = prediction.counterfactual if prediction is not None else None
+                if stored is None or stored.action != action:
+                    raise SampleError(f"verified: {self.run.path} stored no prediction of {batch.task}:{sid} "
                                       f"under the action {action!r}, and re-verification generates nothing")
-                out.append([self.store.get_image(stored["image"])] * n)
+                out.append([self.run.image(stored.image)] * n)
                 continue
-            digests = prediction.get("candidates", [])
+            digests = prediction.candidates if prediction is not None else ()
             if len(digests) < n:
-                raise SampleError(f"verified: {self.store.run_dir} stored {len(digests)} candidate(s) for "
+                raise SampleError(f"verified: {self.run.path} stored {len(digests)} candidate(s) for "
                                   f"{batch.task}:{sid}, {n} needed")
-            out.append([self.store.get_image(d) for d in digests[:n]])
+            out.append([self.run.image(d) for d in digests[:n]])
         return out
-
-
-def json_key(value: Any) -> str:
-    import json
-
-    return json.dumps(value, sort_keys=True)

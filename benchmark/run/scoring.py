@@ -2,9 +2,10 @@
 
 Per-sample metrics score every batch; set-level metrics (FID, KID) score the whole set of
 stored predictions once per task (see `Evaluation._score_sets`). A metric that raises on a
-batch, or marks a sample `"failed"` in its details (a judge whose replies never parsed), records
-a failed score for those samples: NaN with the reason in the details, counted as `n_failed` in
-results.json, never as zero; the sample's other scores stand. `--retry-failed` and `--rescore`
+batch is asked again sample by sample, so only the samples it cannot score fail; a failed score
+(that raise, or a sample marked `"failed"` in the details: a judge whose replies never parsed) is
+NaN with the reason in the details, counted as `n_failed` in results.json, never as zero; the
+sample's other scores stand. `--retry-failed` and `--rescore`
 score such samples again from the stored prediction, without calling the model. A metric that
 raises a BadInput (its model or weights cannot load) is disabled for the rest of the run and
 shown as unavailable with that reason.
@@ -12,6 +13,7 @@ shown as unavailable with that reason.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import traceback
@@ -21,36 +23,47 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..core.errors import BadInput
-from ..metrics import Metric, MetricInput
+from ..core.secrets import scrub
 from ..core.tasks import MetricRef, TaskSpec
-
-COUNTERFACTUAL = "counterfactual_prediction"
-ScoreRow = tuple  # (task, sample_id, metric key, version, value or None, details JSON or None)
+from ..log.records import ScoreRow
+from ..metrics import Metric, MetricInput, Scores
+from .counterfactual import COUNTERFACTUAL
 
 
 def describe_error(exc: BaseException) -> str:
     """One line naming the error and where it was raised."""
     frame = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
     where = f" (at {Path(frame.filename).name}:{frame.lineno})" if frame else ""
-    return f"{type(exc).__name__}: {exc}{where}"
+    return scrub(f"{type(exc).__name__}: {exc}{where}")
 
 
 class TaskMetrics:
+    """The metrics of one task; `disabled` holds those that cannot run here, with the reason."""
+
     def __init__(self, task: TaskSpec, factory: Callable[[MetricRef], Metric]):
         self.task = task
         self.all: dict[str, Metric] = {ref.key: factory(ref) for ref in task.metric_refs}
-        self.available = {k: m for k, m in self.all.items() if availability(m)[0]}
+        self.disabled: dict[str, str] = {}
+        for key, metric in self.all.items():
+            ok, reason = metric.available()
+            if not ok:
+                self.disabled[key] = reason
         self.per_sample = {k: m for k, m in self.available.items() if not m.set_level}
         self.set_level = {k: m for k, m in self.available.items() if m.set_level}
+
+    @property
+    def available(self) -> dict[str, Metric]:
+        return {k: m for k, m in self.all.items() if k not in self.disabled}
+
+    @property
+    def versions(self) -> dict[str, str]:
+        """Per-sample metric key -> version: a stored score of another version is stale."""
+        return {key: m.version for key, m in self.per_sample.items()}
 
     @property
     def aux_keys(self) -> set[str]:
         """Transition.aux images to load for the metrics (the counterfactual is made, not loaded)."""
         return {key for m in self.available.values() for key in m.aux_keys} - {COUNTERFACTUAL}
-
-    @property
-    def wants_counterfactual(self) -> bool:
-        return bool(self.counterfactual_keys)
 
     @property
     def counterfactual_keys(self) -> set[str]:
@@ -64,48 +77,56 @@ class TaskMetrics:
         for metric in self.available.values():
             metric.prepare(self.task.kind, list(transitions))
 
-    def score(self, sample_ids: list[str], predictions: list[Any], sources: list[np.ndarray],
-              targets: list[np.ndarray | None], actions: list[str], meta: list[dict],
-              aux: list[dict]) -> list[ScoreRow]:
+    def describe(self) -> dict[str, Any]:
+        """key -> the metric's description, availability and reason, as results.json reports it."""
+        return {key: {**metric.describe(), "available": key not in self.disabled,
+                      "reason": self.disabled.get(key)} for key, metric in self.all.items()}
+
+    def score(self, batch: MetricInput, sample_ids: list[str]) -> list[ScoreRow]:
         """Score one batch into score rows; a failed score is a row with value None and details
         {"failed": True, "error": ...}."""
         rows: list[ScoreRow] = []
         if not sample_ids:
             return rows
-        batch = MetricInput(kind=self.task.kind, predictions=predictions, sources=sources, targets=targets,
-                            actions=actions, references=actions, meta=meta, aux=aux)
         for key, metric in list(self.per_sample.items()):
-            metric.last_details = None
             try:
-                values = np.asarray(metric.score(batch), dtype=np.float64).reshape(-1)
-                if len(values) != len(sample_ids):
-                    raise ValueError(f"returned {len(values)} scores for {len(sample_ids)} samples")
-                details = metric.last_details or [None] * len(sample_ids)
-                if len(details) != len(sample_ids):
-                    raise ValueError(f"returned {len(details)} detail records for {len(sample_ids)} samples")
+                values, details = _score_isolated(metric, batch)
             except BadInput as exc:  # cannot run here at all: unavailable, not a per-sample failure
                 self.disable(key, str(exc))
                 continue
-            except Exception as exc:
-                values = np.full(len(sample_ids), np.nan)
-                details = [{"failed": True, "error": describe_error(exc)}] * len(sample_ids)
             for sid, value, detail in zip(sample_ids, values, details):
                 if detail and detail.get("failed"):
                     value = np.nan
-                rows.append((self.task.name, sid, key, metric.version, None if math.isnan(value) else float(value),
-                             None if detail is None else json.dumps(detail, sort_keys=True, default=str)))
+                rows.append(ScoreRow(self.task.name, sid, key, metric.version,
+                                     None if math.isnan(value) else float(value),
+                                     None if detail is None else json.dumps(detail, sort_keys=True, default=str)))
         return rows
 
     def disable(self, key: str, reason: str) -> None:
         """Take a metric out of this run; results.json shows it unavailable with `reason`."""
-        metric = self.all[key]
-        metric.disabled_reason = reason
-        self.available.pop(key, None)
+        self.disabled[key] = reason
         self.per_sample.pop(key, None)
         self.set_level.pop(key, None)
 
 
-def availability(metric: Metric) -> tuple[bool, str]:
-    """`metric.available()`, unless the run disabled it (see `TaskMetrics.disable`)."""
-    reason = getattr(metric, "disabled_reason", None)
-    return (False, reason) if reason else metric.available()
+def _score_isolated(metric: Metric, batch: MetricInput) -> tuple[np.ndarray, list]:
+    """The batch's scores; if the metric raises on the batch, each sample is scored alone, so a
+    sample it cannot score (a 1x1 image for SSIM) fails alone and the batch size changes nothing."""
+    n = len(batch.predictions)
+    try:
+        scores = Scores.of(metric.score(batch), n)
+        return scores.values, scores.details
+    except BadInput:
+        raise
+    except Exception as exc:
+        if n == 1:
+            return np.full(1, np.nan), [{"failed": True, "error": describe_error(exc)}]
+    values, details = np.full(n, np.nan), [None] * n
+    for i in range(n):
+        one = dataclasses.replace(batch, cache={}, **{f: [getattr(batch, f)[i]] for f in _PER_SAMPLE
+                                                      if getattr(batch, f) is not None and len(getattr(batch, f)) > i})
+        values[i:i + 1], details[i:i + 1] = _score_isolated(metric, one)
+    return values, details
+
+
+_PER_SAMPLE = ("predictions", "sources", "targets", "actions", "references", "meta", "aux")

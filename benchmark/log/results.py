@@ -19,9 +19,9 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from ..analysis.stats import summarize
-from .scoring import availability
-from ..log.store import RunStore
+from ..core.stats import summarize
+from .records import SetScore
+from .store import RunStore
 from ..core.tasks import metric_refs
 from ..core.yamlspec import content_hash
 
@@ -54,31 +54,30 @@ def git_state() -> dict[str, Any]:
     return {"commit": commit, "dirty": dirty if commit else None}
 
 
-def metric_entry(metric, values: list[float | None], total_done: int,
+def metric_entry(record: dict[str, Any], values: list[float | None], total_done: int,
                  clusters: list[Any] | None = None) -> dict[str, Any]:
-    """`clusters`: the episode of each value; samples of one episode are resampled together."""
-    available, reason = availability(metric)
-    entry: dict[str, Any] = {**metric.describe(), "available": available, "reason": reason or None}
-    if not available:
-        return {**entry, **summarize([]), "n_not_applicable": 0, "n_missing": total_done}
+    """`record`: the metric as the run described it (`TaskMetrics.describe`); `clusters`: the
+    episode of each value; samples of one episode are resampled together."""
+    if not record["available"]:
+        return {**record, **summarize([]), "n_not_applicable": 0, "n_missing": total_done}
     finite = [v for v in values if v is not None]
     episodes = None if clusters is None else [c for v, c in zip(values, clusters) if v is not None]
-    return {**entry, **summarize(finite, episodes), "n_not_applicable": sum(v is None for v in values),
+    return {**record, **summarize(finite, episodes), "n_not_applicable": sum(v is None for v in values),
             "n_missing": total_done - len(values)}
 
 
-def set_metric_entry(metric, stored: tuple[str, float | None, Any] | None, total_done: int) -> dict[str, Any]:
+def set_metric_entry(record: dict[str, Any], stored: SetScore | None, total_done: int) -> dict[str, Any]:
     """A set-level metric (FID, KID): one value over the scored set, no per-sample interval."""
-    available, reason = availability(metric)
-    details = (stored[2] if stored else None) or {}
+    available, reason = record["available"], record["reason"]
+    details = (stored.details if stored else None) or {}
     if available and details.get("failed"):
         reason = details.get("error")
     n = details.get("n", 0) if stored else 0
-    entry = {**metric.describe(), "available": available, "reason": reason or None, **summarize([]),
+    entry = {**record, "reason": reason or None, **summarize([]),
              "ci_method": "set", "n": n, "n_not_applicable": total_done - n if stored else 0,
              "n_missing": 0 if stored else total_done, "n_failed": 0, "set_details": details or None}
     if available and stored:
-        entry["mean"] = stored[1]
+        entry["mean"] = stored.value
     return entry
 
 
@@ -88,7 +87,7 @@ def provenance() -> dict[str, Any]:
             "packages": package_versions()}
 
 
-def build_results(store: RunStore, metric_factory, config: dict[str, Any]) -> dict[str, Any]:
+def build_results(store: RunStore, config: dict[str, Any]) -> dict[str, Any]:
     """The results document for every task in the store, over the samples the last invocation
     selected (a smaller --limit into the same directory reports the smaller set)."""
     tasks: dict[str, Any] = {}
@@ -109,15 +108,17 @@ def build_results(store: RunStore, metric_factory, config: dict[str, Any]) -> di
                 failures[r.stage or "unknown"] = failures.get(r.stage or "unknown", 0) + 1
         metrics = {}
         set_scores = store.set_scores(name)
+        records = store.metric_records(name)
         for ref in metric_refs(spec["metrics"]):
-            metric, key = metric_factory(ref), ref.key
-            if metric.set_level:
-                metrics[key] = set_metric_entry(metric, set_scores.get(key), len(done))
+            key = ref.key
+            record = records.get(key) or _unrecorded(ref.name)
+            if record["set_level"]:
+                metrics[key] = set_metric_entry(record, set_scores.get(key), len(done))
                 continue
             scored = [r for r in done if key in scores.get(r.sample_id, {})]
             failed = [r for r in scored if (details.get(r.sample_id, {}).get(key) or {}).get("failed")]
             ok = [r for r in scored if r not in failed]
-            metrics[key] = {**metric_entry(metric, [scores[r.sample_id][key] for r in ok], len(done) - len(failed),
+            metrics[key] = {**metric_entry(record, [scores[r.sample_id][key] for r in ok], len(done) - len(failed),
                                            [r.info.get("episode_id") for r in ok]),
                             "n_failed": len(failed)}
         tasks[name] = {"kind": spec["kind"], "version": spec["version"], "spec": spec,
@@ -136,13 +137,21 @@ def build_results(store: RunStore, metric_factory, config: dict[str, Any]) -> di
     }
 
 
-def write_outputs(store: RunStore, metric_factory, config: dict[str, Any]) -> dict[str, Any]:
+def _unrecorded(name: str) -> dict[str, Any]:
+    """A metric of the spec that no invocation has described (the task never ran to the end)."""
+    from ..core.registry import METRICS
+
+    return {**METRICS.get(name).info(), "options": {}, "weights": [], "available": False,
+            "reason": "not scored yet: run the task again to score it"}
+
+
+def write_outputs(store: RunStore, config: dict[str, Any]) -> dict[str, Any]:
     """Write results.json and samples.jsonl into the run directory; return the results.
 
     Processes sharing a run directory take turns (a file lock around reading the store and
     writing), so the last writer's snapshot holds every batch committed before it."""
     with _run_dir_lock(store.run_dir):
-        return _write_outputs(store, metric_factory, config)
+        return _write_outputs(store, config)
 
 
 @contextlib.contextmanager
@@ -160,8 +169,8 @@ def _run_dir_lock(run_dir: Path):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _write_outputs(store: RunStore, metric_factory, config: dict[str, Any]) -> dict[str, Any]:
-    results = build_results(store, metric_factory, config)
+def _write_outputs(store: RunStore, config: dict[str, Any]) -> dict[str, Any]:
+    results = build_results(store, config)
     run_dir = store.run_dir
     _atomic_write(run_dir / "results.json", json.dumps(results, indent=2, sort_keys=True) + "\n")
     lines = []
@@ -169,10 +178,9 @@ def _write_outputs(store: RunStore, metric_factory, config: dict[str, Any]) -> d
         scores = store.scores(name)
         details = store.details(name)
         for r in store.samples(name):
-            prediction = r.prediction
+            prediction = r.prediction.to_dict() if r.prediction else None
             if prediction and "images" in prediction:
-                prediction = {**prediction, "paths": [str(store.image_path(d).relative_to(run_dir))
-                                                      for d in prediction["images"]]}
+                prediction["paths"] = [str(store.image_path(d).relative_to(run_dir)) for d in prediction["images"]]
             lines.append(json.dumps({"task": name, "sample_id": r.sample_id, "position": r.position,
                                      "status": r.status, "stage": r.stage, "error": r.error,
                                      "prediction": prediction, "scores": scores.get(r.sample_id, {}),

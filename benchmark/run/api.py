@@ -1,0 +1,301 @@
+"""The Python entry points: `evaluate` (what `wmbench run` does), `rescore`, and the typed result.
+
+    import wmbench
+    result = wmbench.evaluate("metaworld_fdp", "copy", limit=16)
+    result.metrics["metaworld_fdp"]["change_iou"].mean
+
+`model` is a card or adapter name, a card path, a `ModelCard`, or a `Model` instance built in the
+caller's process (e.g. the model being trained). Bad input raises `wmbench.BadInput` (the CLI's
+exit 2) before any model loads; failed samples are counted in the result (`failed`), never raised.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from ..core.errors import BadInput
+from ..core.tasks import TaskSpec, resolve_tasks
+from ..core.yamlspec import build
+from ..data import resolve_data_dir
+from ..log.results import write_outputs
+from ..log.store import RunStore
+from ..models import ModelCard, discover_cards, resolve_card
+from ..models.base import Model
+from .kinds import check_capabilities, supports
+from .runner import Evaluation, TaskOutcome
+from .selection import effective_task
+
+DEFAULT_OUTPUT = Path("runs")
+
+@dataclass(frozen=True)
+class MetricResult:
+    """One metric of one task: the mean over scored samples with its 95% interval (None where the
+    metric was unavailable or nothing was scored), how many samples it covers and how many failed."""
+
+    name: str
+    mean: float | None
+    ci95: tuple[float, float] | None
+    n: int
+    n_failed: int
+    higher_is_better: bool
+    available: bool
+    reason: str | None
+
+    @classmethod
+    def from_entry(cls, key: str, entry: dict[str, Any]) -> MetricResult:
+        ci = entry.get("ci95")
+        return cls(key, entry.get("mean"), tuple(ci) if ci else None, entry.get("n", 0), entry.get("n_failed", 0),
+                   bool(entry.get("higher_is_better")), bool(entry.get("available")), entry.get("reason"))
+
+
+@dataclass
+class RunResult:
+    """What `evaluate` returns: per task, the metric results and the sample counts; `results` is
+    the results.json document; `samples` the per-sample scores as a DataFrame."""
+
+    run_dir: Path
+    model: str
+    metrics: dict[str, dict[str, MetricResult]]
+    counts: dict[str, dict[str, int]]
+    results: dict[str, Any]
+    outcomes: list[TaskOutcome] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> int:
+        """Samples that failed, or have a failed score, in the tasks of this call."""
+        return sum(o.failed + o.failed_scores for o in self.outcomes)
+
+    @property
+    def samples(self):
+        """pandas DataFrame: one row per (task, sample), with its status and one column per metric."""
+        from ..log.runlog import read_run
+
+        return read_run(self.run_dir).scores_frame()
+
+    @classmethod
+    def of(cls, run_dir: Path, results: dict[str, Any], outcomes: list[TaskOutcome] | None = None,
+           timings: dict[str, float] | None = None) -> RunResult:
+        tasks = results["tasks"]
+        return cls(Path(run_dir), ((results.get("model") or {}).get("card") or {}).get("name", ""),
+                   {t: {k: MetricResult.from_entry(k, e) for k, e in d["metrics"].items()} for t, d in tasks.items()},
+                   {t: dict(d["counts"]) for t, d in tasks.items()}, results, list(outcomes or []), dict(timings or {}))
+
+
+def task_specs(tasks: str | TaskSpec | Sequence[str | TaskSpec], *, limit: int | None = None, seed: int | None = None,
+               dataset_options: dict[str, Any] | None = None,
+               include_path: Sequence[str | os.PathLike] | None = None) -> list[TaskSpec]:
+    """Task names, suite names, YAML paths or `TaskSpec`s (a comma-separated string is split)
+    -> specs with `limit`, `seed` and dataset options applied."""
+    if isinstance(tasks, (str, TaskSpec)):
+        tasks = [tasks]
+    selectors: list[str | TaskSpec] = []
+    for task in tasks:
+        selectors += [p.strip() for p in task.split(",") if p.strip()] if isinstance(task, str) else [task]
+    if not selectors:
+        raise BadInput("no task given")
+    specs = [s if isinstance(s, TaskSpec) else resolve_tasks([s], include_path)
+             for s in selectors]
+    flat = [x for s in specs for x in (s if isinstance(s, list) else [s])]
+    if limit is not None and limit < 1:
+        raise BadInput(f"--limit must be >= 1, got {limit}")
+    return [effective_task(t, limit, seed, dataset_options) for t in flat]
+
+
+def model_card(model: str | os.PathLike | ModelCard | Model, model_args: dict[str, Any] | None = None,
+               model_name: str | None = None) -> tuple[ModelCard, Model | None]:
+    """The card a run records for `model`, and the instance when the caller built one."""
+    instance = None
+    if isinstance(model, Model):
+        if model_args:
+            raise BadInput("model_args apply to a model the harness builds; pass them to your Model's constructor")
+        cls = type(model)
+        instance = model
+        card = ModelCard(name=cls.__name__, adapter=f"{cls.__module__}:{cls.__qualname__}")
+    elif isinstance(model, ModelCard):
+        card = ModelCard(**{**model.to_dict(), "args": {**model.args, **(model_args or {})}, "path": model.path})
+    elif isinstance(model, (str, os.PathLike)):
+        card = resolve_card(str(model), model_args)
+    else:
+        raise BadInput(f"model must be a name, a card path, a ModelCard or a wmbench.Model instance, "
+                       f"got {type(model).__name__}")
+    if model_name:
+        card = ModelCard(**{**card.to_dict(), "name": model_name, "path": card.path})
+    return card, instance
+
+
+def default_plan(tasks: list[TaskSpec], model_args: dict[str, Any] | None = None
+                 ) -> list[tuple[ModelCard, list[TaskSpec]]]:
+    """The built-in baselines of the `default` suite, each on the tasks it supports."""
+    cards = [c for c in discover_cards().values() if "default" in c.suites]
+    if model_args:
+        cards = [resolve_card(c.path, model_args) for c in cards]
+    plan = [(card, [t for t in tasks if supports(card, t)]) for card in cards]
+    plan = [(card, card_tasks) for card, card_tasks in plan if card_tasks]
+    if not plan:
+        raise BadInput("no (model, task) pair to run: no default model supports the selected tasks")
+    return plan
+
+
+def evaluate(tasks: str | TaskSpec | Sequence[str | TaskSpec], model: str | os.PathLike | ModelCard | Model, model_args: dict[str, Any] | None = None, *,
+             output: str | os.PathLike | None = None, limit: int | None = None, seed: int | None = None,
+             batch_size: int = 8, device: str | None = None, data_dir: str | os.PathLike | None = None,
+             rescore: bool = False, retry_failed: bool = False, progress: bool = True,
+             include_path: Sequence[str | os.PathLike] | None = None,
+             dataset_options: dict[str, Any] | None = None, weights_dir: str | os.PathLike | None = None,
+             model_name: str | None = None, timeout: float | None = None) -> RunResult:
+    """Evaluate one model on tasks into one run directory (default `runs/<model name>`) and write
+    its results.json and samples.jsonl. Re-running resumes: stored samples are not evaluated
+    again; metrics added since are scored from the stored predictions; `rescore` recomputes every
+    score; `retry_failed` evaluates failed samples again; `timeout`: seconds a model call may take
+    before its samples fail (stage model, reason timeout). See `wmbench run --help` for the rest."""
+    specs = task_specs(tasks, limit=limit, seed=seed, dataset_options=dataset_options, include_path=include_path)
+    card, instance = model_card(model, model_args, model_name)
+    check_capabilities(card, specs, instance)
+    if instance is None:
+        check_model_args(card)
+    check_device(device)
+    if batch_size < 1:
+        raise BadInput(f"--batch-size must be >= 1, got {batch_size}")
+    if timeout is not None and timeout <= 0:
+        raise BadInput(f"--timeout must be > 0 seconds, got {timeout}")
+    if weights_dir:  # metrics locate their weights through this variable (metrics/weights.py)
+        os.environ["WMBENCH_WEIGHTS_DIR"] = str(Path(weights_dir).expanduser())
+    data_dir = resolve_data_dir(data_dir)
+    run_dir = Path(output) if output is not None else DEFAULT_OUTPUT / card.name
+    config = {"batch_size": batch_size, "data_dir": str(data_dir), "limit": limit, "seed": seed, "device": device}
+    evaluation = Evaluation(card, run_dir, data_dir, batch_size=batch_size, device=device, progress=progress,
+                            retry_failed=retry_failed, model=instance, timeout=timeout)
+    return _finish(evaluation, specs, config, rescore=rescore)
+
+
+def check_model_args(card: ModelCard) -> None:
+    """The card's args against the adapter's constructor: unknown names and values of the wrong
+    simple type (int, float, bool, str) are refused before anything is written."""
+    import inspect
+    import typing
+
+    from ..core.registry import did_you_mean
+    from ..models import adapter_class
+
+    init = adapter_class(card).__init__
+    params = {n: p for n, p in inspect.signature(init).parameters.items() if n != "self"}
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    named = [n for n, p in params.items() if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
+    try:
+        hints = typing.get_type_hints(init)
+    except Exception:  # noqa: BLE001 - annotations that do not resolve: check names only
+        hints = {}
+    for key, value in card.args.items():
+        if key not in params:
+            if takes_any:
+                continue
+            raise BadInput(f"model '{card.name}': unknown model arg '{key}'{did_you_mean(key, named)}; "
+                           f"adapter '{card.adapter}' takes: {', '.join(named) or 'none'}")
+        expected = _simple_types(hints.get(key))
+        if expected and value is not None and not _fits(value, expected):
+            raise BadInput(f"model '{card.name}': model arg {key}={value!r} is a {type(value).__name__}, "
+                           f"expected {' or '.join(t.__name__ for t in expected)}")
+    missing = [n for n, p in params.items() if p.default is p.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+               and n not in card.args]
+    if missing:
+        raise BadInput(f"model '{card.name}': adapter '{card.adapter}' needs model arg(s) {', '.join(missing)} "
+                       f"(--model-args {missing[0]}=...)")
+
+
+def _simple_types(hint: Any) -> tuple[type, ...]:
+    import types
+    import typing
+
+    options = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+    simple = tuple(t for t in options if t in (int, float, bool, str))
+    others = [t for t in options if t not in (int, float, bool, str, type(None))]
+    return () if others else simple
+
+
+def _fits(value: Any, expected: tuple[type, ...]) -> bool:
+    if isinstance(value, bool):
+        return bool in expected
+    if isinstance(value, int):
+        return int in expected or float in expected
+    return isinstance(value, expected)
+
+
+def check_device(device: str | None) -> None:
+    """`--device cuda` on a machine without CUDA (or an index past the last GPU) is bad input."""
+    if not device or device == "cpu":
+        return
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except RuntimeError as exc:
+        raise BadInput(f"--device {device!r} is not a device ({exc})") from exc
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            raise BadInput(f"--device {device}: CUDA is not available on this machine (use --device cpu)")
+        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
+            raise BadInput(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    elif parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise BadInput(f"--device {device}: MPS is not available on this machine")
+
+
+def rescore(run_dir: str | os.PathLike, *, data_dir: str | os.PathLike | None = None, batch_size: int = 8,
+            device: str | None = None, progress: bool = True) -> RunResult:
+    """Recompute every score of a finished run from its stored predictions, with the metrics of its
+    stored task specs; the model is never called (samples never evaluated stay pending)."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "store.sqlite").is_file():
+        raise BadInput(f"{run_dir} is not a run directory with a store (no store.sqlite)")
+    store = RunStore(run_dir)
+    try:
+        bindings = {t: store.task_binding(t) for t in store.stored_tasks()}
+    finally:
+        store.close()
+    if not bindings:
+        raise BadInput(f"{run_dir} holds no evaluated task")
+    specs = [build(TaskSpec, spec, run_dir / "store.sqlite") for spec, _ in bindings.values()]
+    card = ModelCard(**next(iter(bindings.values()))[1]["card"])
+    previous = _read_config(run_dir)
+    data_dir = resolve_data_dir(data_dir or previous.get("data_dir"))
+    config = {**previous, "batch_size": batch_size, "data_dir": str(data_dir), "device": device}
+    evaluation = Evaluation(card, run_dir, data_dir, batch_size=batch_size, device=device, progress=progress)
+    return _finish(evaluation, specs, config, rescore=True, generate=False)
+
+
+def _finish(evaluation: Evaluation, specs: list[TaskSpec], config: dict[str, Any], *, rescore: bool,
+            generate: bool = True) -> RunResult:
+    """Run, then write results.json for what is stored, also when the run stopped early."""
+    try:
+        summary = evaluation.run(specs, rescore=rescore, generate=generate)
+    except BaseException:
+        if evaluation.opened:  # results.json for every batch stored before the stop
+            try:
+                write_outputs(evaluation.store, config)
+            except Exception:  # noqa: BLE001 - the first error is the one to report
+                pass
+        evaluation.close()
+        raise
+    clock = time.perf_counter()
+    try:
+        results = write_outputs(evaluation.store, config)
+    finally:
+        evaluation.close()
+    summary.timings["harness"] += time.perf_counter() - clock
+    chosen = {o.task for o in summary.outcomes}
+    view = {**results, "tasks": {t: d for t, d in results["tasks"].items() if t in chosen}}
+    return RunResult.of(evaluation.run_dir, view, summary.outcomes, summary.timings)
+
+
+def _read_config(run_dir: Path) -> dict[str, Any]:
+    """The config of the run's last results.json ({} before the first one was written)."""
+    from ..log.runlog import read_run
+
+    try:
+        return read_run(run_dir).results.get("config") or {}
+    except BadInput:
+        return {}
