@@ -35,23 +35,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     """Parse the arguments, plan the (model, tasks) pairs, and call `wmbench.evaluate` for each."""
     from .analysis.leaderboard import collect, markdown
     from .models import parse_model_args
-    from .run.api import DEFAULT_OUTPUT, default_plan, evaluate, model_card, task_specs
-    from .run.kinds import check_capabilities
+    from .run.api import DEFAULT_OUTPUT, default_plan, evaluate, model_card, model_plan, task_specs
 
     if args.no_progress:  # also the bars of libraries that load weights (transformers, sentence-transformers)
         os.environ["TQDM_DISABLE"] = "1"
     tasks = task_specs(_csv(args.tasks) or ["default"], limit=args.limit, seed=args.seed,
                        dataset_options=_options(args.dataset_option), include_path=args.include_path)
     model_args = parse_model_args(args.model_args)
-    if args.model:
-        models = _csv(args.model)
-        if args.model_name and len(models) != 1:
-            raise BadInput("--model-name names one model; pass a single --model")
-        plan = [(model_card(m, model_args, args.model_name)[0], tasks) for m in models]
-        for card, card_tasks in plan:  # every pair is checked before the first one runs
-            check_capabilities(card, card_tasks)
-    else:
-        plan = default_plan(tasks, model_args)
+    if args.model_name and len(_csv(args.model)) != 1:
+        raise BadInput("--model-name names one model; pass a single --model")
+    cards = [model_card(m, model_args, args.model_name)[0] for m in _csv(args.model)]
+    plan = model_plan(cards, tasks) if cards else default_plan(tasks, model_args)
     single = args.output is not None and args.model is not None and len(plan) == 1
     output = Path(args.output) if args.output is not None else DEFAULT_OUTPUT
     failed, run_dirs = 0, []
@@ -60,7 +54,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         result = evaluate(card_tasks, card, output=run_dir, batch_size=args.batch_size, device=args.device,
                           data_dir=args.data_dir, rescore=args.rescore, retry_failed=args.retry_failed,
                           progress=not args.no_progress, weights_dir=args.weights_dir, limit=args.limit,
-                          seed=args.seed)
+                          seed=args.seed, timeout=args.timeout)
         failed += result.failed
         run_dirs.append(run_dir)
         for o in result.outcomes:
@@ -216,6 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "image) and inverse dynamics prediction (IDP: image pair -> action).",
         epilog="Exit codes: 0 success; 1 the run finished but some samples failed (or it was interrupted); "
                "2 bad usage or bad input.")
+    parser.add_argument("--debug", action="store_true", help="print the traceback behind an error message")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     run = sub.add_parser("run", help="evaluate models on tasks (no arguments: the default suite, built-in baselines)",
@@ -243,7 +238,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--rescore", action="store_true",
                      help="recompute every metric from stored predictions, without calling the model")
     run.add_argument("--retry-failed", action="store_true", help="evaluate failed samples again")
+    run.add_argument("--timeout", type=float, metavar="SECONDS",
+                     help="seconds one model call may take; a batch that outlives it is retried sample by sample "
+                          "and samples that time out fail (stage model, reason timeout)")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
+    run.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                     help="print the traceback behind an error message")
     run.set_defaults(func=cmd_run)
 
     lst = sub.add_parser("list", help="list tasks, models or metrics")
@@ -342,12 +342,32 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except BadInput as exc:
-        print(f"wmbench: error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return _refuse(str(exc), args)
+    except OSError as exc:  # the environment: a full disk, an unreadable or unwritable path
+        return _refuse(_os_error(exc), args)
     except KeyboardInterrupt:
         print("wmbench: interrupted; every finished batch is stored: re-run the same command to resume",
               file=sys.stderr)
         return EXIT_SAMPLES_FAILED
+
+
+def _refuse(message: str, args: argparse.Namespace) -> int:
+    """Bad input or environment: one line naming what and where, exit 2; the traceback with --debug."""
+    from .core.secrets import scrub
+
+    if getattr(args, "debug", False):
+        import traceback
+
+        traceback.print_exc()
+    print(f"wmbench: error: {scrub(message)}", file=sys.stderr)
+    return EXIT_BAD_INPUT
+
+
+def _os_error(exc: OSError) -> str:
+    where = f" ({exc.filename})" if exc.filename else ""
+    if exc.errno == 28:
+        return f"no space left on the device{where}; free some space and run the same command again to resume"
+    return f"{exc.strerror or exc}{where}"
 
 
 if __name__ == "__main__":

@@ -161,7 +161,7 @@ def _check_names(spec: TaskSpec, path: Path) -> None:
                             f"but the task kind is {spec.kind}")
         try:  # constructors are cheap (backbones load on first use): this checks the options
             cls(**ref.args)
-        except TypeError as exc:
+        except (TypeError, ValueError) as exc:
             raise SpecError(path, f"metrics[{i}].args", f"metric '{name}': {exc}") from None
 
 

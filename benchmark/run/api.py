@@ -11,7 +11,9 @@ exit 2) before any model loads; failed samples are counted in the result (`faile
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +25,7 @@ from ..core.yamlspec import build
 from ..data import resolve_data_dir
 from ..log.results import write_outputs
 from ..log.store import RunStore
+from ..metrics.weights import ENV_DIR
 from ..models import ModelCard, discover_cards, resolve_card
 from ..models.base import Model
 from .kinds import check_capabilities, supports
@@ -30,6 +33,10 @@ from .runner import Evaluation, TaskOutcome
 from .selection import effective_task
 
 DEFAULT_OUTPUT = Path("runs")
+#: Task names, suite names, YAML paths or specs; a string may list several, comma-separated.
+TaskSelection = str | os.PathLike | TaskSpec | Sequence[str | os.PathLike | TaskSpec]
+#: A card or adapter name, a card path, "package.module:Class", a ModelCard, or a Model instance.
+ModelSelection = str | os.PathLike | ModelCard | Model
 
 @dataclass(frozen=True)
 class MetricResult:
@@ -86,15 +93,17 @@ class RunResult:
                    {t: dict(d["counts"]) for t, d in tasks.items()}, results, list(outcomes or []), dict(timings or {}))
 
 
-def task_specs(tasks: str | TaskSpec | Sequence[str | TaskSpec], *, limit: int | None = None, seed: int | None = None,
+def task_specs(tasks: TaskSelection, *, limit: int | None = None, seed: int | None = None,
                dataset_options: dict[str, Any] | None = None,
                include_path: Sequence[str | os.PathLike] | None = None) -> list[TaskSpec]:
     """Task names, suite names, YAML paths or `TaskSpec`s (a comma-separated string is split)
     -> specs with `limit`, `seed` and dataset options applied."""
-    if isinstance(tasks, (str, TaskSpec)):
+    if isinstance(tasks, (str, os.PathLike, TaskSpec)):
         tasks = [tasks]
     selectors: list[str | TaskSpec] = []
     for task in tasks:
+        if isinstance(task, os.PathLike):
+            task = os.fspath(task)
         selectors += [p.strip() for p in task.split(",") if p.strip()] if isinstance(task, str) else [task]
     if not selectors:
         raise BadInput("no task given")
@@ -106,7 +115,7 @@ def task_specs(tasks: str | TaskSpec | Sequence[str | TaskSpec], *, limit: int |
     return [effective_task(t, limit, seed, dataset_options) for t in flat]
 
 
-def model_card(model: str | os.PathLike | ModelCard | Model, model_args: dict[str, Any] | None = None,
+def model_card(model: ModelSelection, model_args: dict[str, Any] | None = None,
                model_name: str | None = None) -> tuple[ModelCard, Model | None]:
     """The card a run records for `model`, and the instance when the caller built one."""
     instance = None
@@ -141,7 +150,27 @@ def default_plan(tasks: list[TaskSpec], model_args: dict[str, Any] | None = None
     return plan
 
 
-def evaluate(tasks: str | TaskSpec | Sequence[str | TaskSpec], model: str | os.PathLike | ModelCard | Model, model_args: dict[str, Any] | None = None, *,
+def model_plan(cards: list[ModelCard], tasks: list[TaskSpec]) -> list[tuple[ModelCard, list[TaskSpec]]]:
+    """Several models: each on the tasks it supports; the pairs it cannot run are listed on stderr.
+    One model must support every task (BadInput otherwise)."""
+    if len(cards) == 1:
+        check_capabilities(cards[0], tasks)
+        return [(cards[0], tasks)]
+    plan, skipped = [], []
+    for card in cards:
+        mine = [t for t in tasks if supports(card, t)]
+        skipped += [f"{card.name} x {t.name}" for t in tasks if t not in mine]
+        if mine:
+            plan.append((card, mine))
+    if not plan:
+        raise BadInput(f"no (model, task) pair to run: none of {', '.join(c.name for c in cards)} supports "
+                       f"{', '.join(t.name for t in tasks)}")
+    if skipped:
+        print(f"wmbench: skipping {len(skipped)} pair(s) the model cannot run: {', '.join(skipped)}", file=sys.stderr)
+    return plan
+
+
+def evaluate(tasks: TaskSelection, model: ModelSelection, model_args: dict[str, Any] | None = None, *,
              output: str | os.PathLike | None = None, limit: int | None = None, seed: int | None = None,
              batch_size: int = 8, device: str | None = None, data_dir: str | os.PathLike | None = None,
              rescore: bool = False, retry_failed: bool = False, progress: bool = True,
@@ -163,14 +192,31 @@ def evaluate(tasks: str | TaskSpec | Sequence[str | TaskSpec], model: str | os.P
         raise BadInput(f"--batch-size must be >= 1, got {batch_size}")
     if timeout is not None and timeout <= 0:
         raise BadInput(f"--timeout must be > 0 seconds, got {timeout}")
-    if weights_dir:  # metrics locate their weights through this variable (metrics/weights.py)
-        os.environ["WMBENCH_WEIGHTS_DIR"] = str(Path(weights_dir).expanduser())
     data_dir = resolve_data_dir(data_dir)
     run_dir = Path(output) if output is not None else DEFAULT_OUTPUT / card.name
     config = {"batch_size": batch_size, "data_dir": str(data_dir), "limit": limit, "seed": seed, "device": device}
     evaluation = Evaluation(card, run_dir, data_dir, batch_size=batch_size, device=device, progress=progress,
                             retry_failed=retry_failed, model=instance, timeout=timeout)
-    return _finish(evaluation, specs, config, rescore=rescore)
+    with _weights_dir(weights_dir):
+        return _finish(evaluation, specs, config, rescore=rescore)
+
+
+@contextlib.contextmanager
+def _weights_dir(folder: str | os.PathLike | None):
+    """Metrics locate their weights through $WMBENCH_WEIGHTS_DIR (metrics/weights.py): set for the
+    call, then put back."""
+    if not folder:
+        yield
+        return
+    before = os.environ.get(ENV_DIR)
+    os.environ[ENV_DIR] = str(Path(folder).expanduser())
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(ENV_DIR, None)
+        else:
+            os.environ[ENV_DIR] = before
 
 
 def check_model_args(card: ModelCard) -> None:

@@ -25,6 +25,7 @@ import numpy as np
 from ..core.errors import BadInput
 from ..core.secrets import scrub
 from ..core.tasks import MetricRef, TaskSpec
+from ..core.yamlspec import content_hash
 from ..log.records import ScoreRow
 from ..metrics import Metric, MetricInput, Scores
 from .counterfactual import COUNTERFACTUAL
@@ -58,7 +59,7 @@ class TaskMetrics:
     @property
     def versions(self) -> dict[str, str]:
         """Per-sample metric key -> version: a stored score of another version is stale."""
-        return {key: m.version for key, m in self.per_sample.items()}
+        return {key: score_version(m) for key, m in self.per_sample.items()}
 
     @property
     def aux_keys(self) -> set[str]:
@@ -97,7 +98,7 @@ class TaskMetrics:
             for sid, value, detail in zip(sample_ids, values, details):
                 if detail and detail.get("failed"):
                     value = np.nan
-                rows.append(ScoreRow(self.task.name, sid, key, metric.version,
+                rows.append(ScoreRow(self.task.name, sid, key, score_version(metric),
                                      None if math.isnan(value) else float(value),
                                      None if detail is None else json.dumps(detail, sort_keys=True, default=str)))
         return rows
@@ -107,6 +108,13 @@ class TaskMetrics:
         self.disabled[key] = reason
         self.per_sample.pop(key, None)
         self.set_level.pop(key, None)
+
+
+def score_version(metric: Metric) -> str:
+    """What a stored score was computed with: the metric's version, and a hash of its options when
+    it has any, so that a task changing a metric's `args` has its scores recomputed."""
+    options = metric.options()
+    return f"{metric.version}+{content_hash(options)[:12]}" if options else metric.version
 
 
 def _score_isolated(metric: Metric, batch: MetricInput) -> tuple[np.ndarray, list]:
