@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -345,6 +346,9 @@ def main(argv: list[str] | None = None) -> int:
         return _refuse(str(exc), args)
     except OSError as exc:  # the environment: a full disk, an unreadable or unwritable path
         return _refuse(_os_error(exc), args)
+    except sqlite3.Error as exc:  # a run store that cannot be written (read-only, full disk) or is damaged
+        return _refuse(f"the run store failed: {exc} (see the run directory named above; a read-only or full "
+                       "disk, or a damaged store.sqlite)", args)
     except KeyboardInterrupt:
         print("wmbench: interrupted; every finished batch is stored: re-run the same command to resume",
               file=sys.stderr)

@@ -232,13 +232,24 @@ def test_default_output_is_one_directory_per_model(workspace, monkeypatch):
     assert results_of(workspace / "runs" / "oracle")["model"]["card"]["name"] == "oracle"
 
 
-def test_a_smaller_limit_reports_the_smaller_selection(workspace):
+def test_a_smaller_limit_reports_the_smaller_selection_and_says_so(workspace, capsys):
     out = workspace / "run"
     assert run_cli("--tasks", "pairs_fdp", "--model", "copy", "--limit", "8", "--output", str(out)) == 0
     assert run_cli("--tasks", "pairs_fdp", "--model", "copy", "--limit", "4", "--output", str(out)) == 0
+    assert "now selects 4 samples where the previous command" in capsys.readouterr().err
     task = results_of(out)["tasks"]["pairs_fdp"]
     assert task["counts"]["total"] == 4 and task["metrics"]["l1"]["n"] == 4 and task["spec"]["limit"] == 4
-    assert len(samples_of(out)) == 8  # the store keeps every evaluated sample
+    # samples.jsonl, and so report and compare, hold exactly the samples results.json reports;
+    # the store keeps all 8, and the larger limit brings them back without evaluating again
+    assert len(samples_of(out)) == 4
+    other = workspace / "other"
+    assert run_cli("--tasks", "pairs_fdp", "--model", "blur", "--output", str(other)) == 0
+    from wmbench.analysis.compare import compare
+
+    (row, *_) = compare(out, other, metrics=["l1"])
+    assert row["n"] == 4
+    assert run_cli("--tasks", "pairs_fdp", "--model", "copy", "--limit", "8", "--output", str(out)) == 0
+    assert "8 samples, 0 evaluated now" in capsys.readouterr().err and len(samples_of(out)) == 8
 
 
 def test_a_model_that_cannot_load_exits_2_and_keeps_finished_batches(workspace, capsys):

@@ -177,7 +177,7 @@ def _write_outputs(store: RunStore, config: dict[str, Any]) -> dict[str, Any]:
     for name in store.stored_tasks():
         scores = store.scores(name)
         details = store.details(name)
-        for r in store.samples(name):
+        for r in store.samples(name, store.selected(name)):  # what results.json reports, no more
             prediction = r.prediction.to_dict() if r.prediction else None
             if prediction and "images" in prediction:
                 prediction["paths"] = [str(store.image_path(d).relative_to(run_dir)) for d in prediction["images"]]

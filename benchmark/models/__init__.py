@@ -157,8 +157,15 @@ def adapter_class(card: ModelCard) -> type[Model]:
 
 
 def instantiate(card: ModelCard) -> Model:
+    from ..core.secrets import redact
+
     cls = adapter_class(card)
     try:
         return cls(**card.args)
+    except BadInput:
+        raise
     except TypeError as exc:
-        raise BadInput(f"model '{card.name}': bad model args {card.args}: {exc}") from exc
+        raise BadInput(f"model '{card.name}': bad model args {redact(card.args)}: {exc}") from exc
+    except (Exception, SystemExit) as exc:  # a constructor that fails (missing weights, bad path, sys.exit)
+        raise BadInput(f"model '{card.name}' (adapter {card.adapter}) could not be built: "
+                       f"{type(exc).__name__}: {exc}") from exc

@@ -31,7 +31,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..core.errors import SampleError, BadInput
+from ..core.errors import BadInput, SampleError
+from ..core.secrets import REDACTED, scrub
 from ..core.types import Batch
 from . import _hf
 from .base import Model
@@ -71,8 +72,9 @@ class OpenAIChatModel(Model):
         return os.environ.get(self.api_key_env) or None
 
     def _scrub(self, text: str) -> str:
+        """`text` without this adapter's key, nor anything shaped like an API key (core.secrets)."""
         key = self._key()
-        return text.replace(key, "***") if key else text
+        return scrub(text.replace(key, REDACTED) if key else text)
 
     def _request(self, path: str, body: bytes, content_type: str) -> dict[str, Any]:
         """POST with retries; returns the decoded JSON reply or raises SampleError (key scrubbed)."""
@@ -89,7 +91,8 @@ class OpenAIChatModel(Model):
                                             timeout=self.timeout) as reply:
                     return json.loads(reply.read().decode("utf-8"))
             except urllib.error.HTTPError as exc:
-                detail = exc.read().decode("utf-8", "replace")[:500]
+                # scrubbed before it is cut: a key across the cut would leak in part
+                detail = self._scrub(exc.read().decode("utf-8", "replace"))[:500]
                 last = f"HTTP {exc.code}: {detail}"
                 if exc.code not in RETRY_STATUS:
                     break
