@@ -3,7 +3,7 @@
 - Each guide's example (the first ```python block after its "## Example" heading) runs as
   written, on the tiny data it writes itself, and its assertions hold.
 - docs/adding-a-task.md has a table row for every YAML field of TaskSpec, DatasetSpec,
-  FrameSelection and MetricRef (none for a field that no longer exists), with the code's default,
+  FrameSelection, MetricRef and ProbeSpec (none for a field that no longer exists), with the code's default,
   and the placeholders and default prompt of each task kind.
 - The other guides name every Metric class attribute, Transition field, `evaluate` parameter,
   RunResult / MetricResult field and public `wmbench` name.
@@ -21,13 +21,13 @@ import pytest
 
 import wmbench
 from wmbench.core import registry
-from wmbench.core.tasks import DEFAULT_PROMPTS, PROMPT_FIELDS, DatasetSpec, MetricRef, TaskSpec
+from wmbench.core.tasks import DEFAULT_PROMPTS, PROMPT_FIELDS, DatasetSpec, MetricRef, ProbeSpec, TaskSpec
 from wmbench.core.frames import FrameSelection
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 EXAMPLE_DOCS = ["adding-a-task.md", "adding-a-metric.md", "adding-a-dataset-format.md", "python-api.md"]
 TASK_DOC = DOCS / "adding-a-task.md"
-SPEC_CLASSES = [TaskSpec, DatasetSpec, FrameSelection, MetricRef]
+SPEC_CLASSES = [TaskSpec, DatasetSpec, FrameSelection, MetricRef, ProbeSpec]
 
 
 def read(name: str) -> str:

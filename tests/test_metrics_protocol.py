@@ -14,7 +14,7 @@ def test_every_metric_declares_itself():
         cls = METRICS.get(name)
         assert issubclass(cls, Metric) and cls.name == name
         info = cls.info()
-        assert info["kind"] in ("fdp", "idp") and isinstance(info["higher_is_better"], bool)
+        assert info["kind"] in ("fdp", "idp", "probe") and isinstance(info["higher_is_better"], bool)
         assert info["description"] and set(info["needs"]) <= {"source", "target", "action", "weights"}
         metric = cls()  # every metric can be built without options (for `wmbench list metrics`)
         ok, reason = metric.available()

@@ -25,6 +25,10 @@ def import_target(target: str) -> Any:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise BadInput(f"cannot import '{module_name}' for '{target}': {exc}") from exc
+    except BadInput:
+        raise
+    except Exception as exc:  # a plugin module that does not compile, or raises while it is imported
+        raise BadInput(f"cannot import '{module_name}' for '{target}': {type(exc).__name__}: {exc}") from exc
     try:
         return getattr(module, attr)
     except AttributeError as exc:
@@ -141,6 +145,8 @@ for _name, _target in {
     "bertscore": "wmbench.metrics.text:BERTScore",
     "minilm_cosine": "wmbench.metrics.text:MiniLMCosine",
     "class_accuracy": "wmbench.metrics.text:ClassAccuracy",
+    "preference_accuracy": "wmbench.metrics.probes:PreferenceAccuracy",
+    "logprob_margin": "wmbench.metrics.probes:LogprobMargin",
 }.items():
     METRICS.register(_name, _target)
 

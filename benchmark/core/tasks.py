@@ -23,6 +23,27 @@ PROMPT_FIELDS = {"fdp": {"action"}, "idp": set()}
 DEFAULT_PROMPTS = {"fdp": "{action}",
                    "idp": "The first image shows a scene before an action, the second image the same scene after it. "
                           "What action was performed? Answer with a short instruction."}
+#: What a likelihood-preference probe compares the real transition with (see `ProbeSpec`).
+PROBE_NEGATIVES = ("random_action", "counterfactual_action", "other_target", "copy", "swap")
+
+
+@dataclass(frozen=True)
+class ProbeSpec:
+    """A `probe` task: does the model find the real transition more likely than corrupted ones?
+    `side: idp` asks `action_logprob` (log p(action | source, target)); `side: fdp` asks
+    `transition_logprob` (log p(target | source, action)). Negatives: another action of the task
+    at random (`random_action`), the most similar other action (`counterfactual_action`), another
+    sample's target (`other_target`), the source as its own target (`copy`), source and target
+    swapped (`swap`)."""
+
+    side: Literal["idp", "fdp"] = "idp"
+    negatives: list[str] = field(default_factory=lambda: list(PROBE_NEGATIVES))
+
+    def __post_init__(self) -> None:
+        unknown = [n for n in self.negatives if n not in PROBE_NEGATIVES]
+        if unknown or not self.negatives or len(set(self.negatives)) != len(self.negatives):
+            raise ValueError(f"negatives: a non-empty list of distinct names from {list(PROBE_NEGATIVES)}, "
+                             f"got {self.negatives}")
 
 
 @dataclass(frozen=True)
@@ -72,7 +93,7 @@ def metric_refs(entries: list[Any]) -> list[MetricRef]:
 @dataclass(frozen=True)
 class TaskSpec:
     name: str
-    kind: Literal["fdp", "idp"]
+    kind: Literal["fdp", "idp", "probe"]
     dataset: DatasetSpec
     metrics: list[str | MetricRef]
     version: int = 1
@@ -82,9 +103,14 @@ class TaskSpec:
     prompt: str | None = None  # default: DEFAULT_PROMPTS[kind]
     limit: int | None = None
     seed: int = 0
+    probe: ProbeSpec | None = None  # kind probe only (default ProbeSpec())
     path: str = field(default="", compare=False, metadata={"yaml": False})  # where the spec was read from
 
     def __post_init__(self) -> None:
+        if self.kind == "probe" and self.probe is None:
+            object.__setattr__(self, "probe", ProbeSpec())
+        if self.kind != "probe" and self.probe is not None:
+            raise ValueError(f"probe: only tasks of kind probe take it (this one is {self.kind})")
         if not self.metrics:
             raise ValueError("metrics: at least one metric is required")
         keys = [ref.key for ref in self.metric_refs]
@@ -97,14 +123,16 @@ class TaskSpec:
             names = {f for _, f, _, _ in string.Formatter().parse(self.prompt_template) if f is not None}
         except ValueError as exc:
             raise ValueError(f"prompt: not a valid template: {exc}") from None
-        extra = names - PROMPT_FIELDS[self.kind]
+        extra = names - PROMPT_FIELDS[self.prompt_kind]
         if extra:
             raise ValueError(f"prompt: placeholder(s) {sorted(extra)} not allowed for kind {self.kind} "
-                             f"(allowed: {sorted(PROMPT_FIELDS[self.kind]) or 'none'})")
+                             f"(allowed: {sorted(PROMPT_FIELDS[self.prompt_kind]) or 'none'})")
 
     def to_dict(self) -> dict[str, Any]:
         data = to_dict(self)
         data.pop("path")
+        if data["probe"] is None:  # absent for other kinds, so their hashes stay what they were
+            data.pop("probe")
         return data
 
     @property
@@ -123,15 +151,20 @@ class TaskSpec:
         return content_hash(data)
 
     @property
+    def prompt_kind(self) -> str:
+        """Whose prompt the model gets: a probe asks the model of its side (fdp or idp)."""
+        return self.probe.side if self.probe is not None else self.kind
+
+    @property
     def prompt_template(self) -> str:
-        return DEFAULT_PROMPTS[self.kind] if self.prompt is None else self.prompt
+        return DEFAULT_PROMPTS[self.prompt_kind] if self.prompt is None else self.prompt
 
     @property
     def metric_refs(self) -> list[MetricRef]:
         return metric_refs(self.metrics)
 
     def render_prompt(self, action: str) -> str:
-        return self.prompt_template.format(action=action) if self.kind == "fdp" else self.prompt_template
+        return self.prompt_template.format(action=action) if self.prompt_kind == "fdp" else self.prompt_template
 
 
 def load_task(path: str | os.PathLike) -> TaskSpec:
@@ -189,8 +222,8 @@ def discover_tasks(include: list[str | os.PathLike] | None = None) -> dict[str, 
         for path in sorted(Path(folder).glob("**/*.yaml")):
             try:
                 name = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("name")
-            except (yaml.YAMLError, AttributeError, OSError):
-                name = None
+            except (yaml.YAMLError, AttributeError, OSError, UnicodeDecodeError):
+                name = None  # load_task reports what is wrong with the file when it is asked for
             name = str(name) if name else path.stem
             if name in found and not _same_file(found[name], path):
                 raise duplicate_task(name, found[name], path)
@@ -218,9 +251,11 @@ def resolve_tasks(selectors: list[str], include: list[str | os.PathLike] | None 
     known = discover_tasks(include)
     specs: dict[str, TaskSpec] = {}
     for selector in selectors:
-        if selector.endswith((".yaml", ".yml")) and Path(selector).exists():
-            spec = load_task(selector)
-            _add(specs, spec)
+        if selector.endswith((".yaml", ".yml")):
+            if not Path(selector).exists():
+                raise BadInput(f"task file {selector} does not exist (a task name has no .yaml ending; "
+                               f"see `wmbench list tasks`)")
+            _add(specs, load_task(selector))
             continue
         if selector in known:
             _add(specs, load_task(known[selector]))

@@ -28,7 +28,7 @@ from transformers import TrainerCallback
 from ..core.errors import BadInput
 from ..models.base import Model
 from ..run.api import RunResult, evaluate, model_card, task_specs
-from ..run.kinds import check_capabilities
+from ..run.capability import check_capabilities
 
 logger = logging.getLogger(__name__)
 

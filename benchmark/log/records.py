@@ -25,7 +25,9 @@ class Counterfactual:
 class Prediction:
     """What a model predicted for one sample. FDP: `images` (sha256 digests of stored PNGs, the
     scored one first); best-of-N adds every `candidates` digest, their `verifier_scores` and the
-    `selected` index. IDP: `text`. `counterfactual` is set where a metric asked for it."""
+    `selected` index. IDP: `text`. Probe: `logprobs`, the model's log-likelihood of the real
+    transition ("real") and of each negative (None where a negative does not exist for the sample).
+    `counterfactual` is set where a metric asked for it."""
 
     images: tuple[str, ...] = ()
     text: str | None = None
@@ -33,6 +35,7 @@ class Prediction:
     verifier_scores: tuple[float, ...] = ()
     selected: int | None = None
     counterfactual: Counterfactual | None = None
+    logprobs: dict[str, float | None] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The stored form (keys absent when empty, as in every run written so far)."""
@@ -46,6 +49,8 @@ class Prediction:
                        selected=self.selected)
         if self.counterfactual is not None:
             out["counterfactual"] = self.counterfactual.to_dict()
+        if self.logprobs is not None:
+            out["logprobs"] = dict(self.logprobs)
         return out
 
     @classmethod
@@ -57,7 +62,8 @@ class Prediction:
                    candidates=tuple(data.get("candidates", ())),
                    verifier_scores=tuple(float(s) for s in data.get("verifier_scores", ())),
                    selected=data.get("selected"),
-                   counterfactual=Counterfactual(cf["action"], cf["image"]) if cf else None)
+                   counterfactual=Counterfactual(cf["action"], cf["image"]) if cf else None,
+                   logprobs=data.get("logprobs"))
 
 
 @dataclass

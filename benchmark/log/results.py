@@ -218,7 +218,7 @@ RESULTS_SCHEMA: dict[str, Any] = {
             "required": ["kind", "version", "spec", "spec_hash", "counts", "failures_by_stage", "metrics"],
             "additionalProperties": False,
             "properties": {
-                "kind": {"enum": ["fdp", "idp"]},
+                "kind": {"enum": ["fdp", "idp", "probe"]},
                 "version": {"type": ["integer", "string"]},
                 "spec": {"type": "object"},
                 "spec_hash": {"type": "string", "pattern": "^[0-9a-f]{64}$"},

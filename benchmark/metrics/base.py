@@ -21,7 +21,7 @@ class MetricInput:
     """One batch to score. FDP: `predictions` are (H, W, 3) uint8 images, resized to the source's
     size; IDP: `predictions` are texts and `references` the reference action texts."""
 
-    kind: Literal["fdp", "idp"]
+    kind: Literal["fdp", "idp", "probe"]
     predictions: list[Any]
     sources: list[np.ndarray] | None = None
     targets: list[np.ndarray | None] | None = None
@@ -93,7 +93,7 @@ class Metric:
 
     name: ClassVar[str]
     version: ClassVar[str] = "1"
-    kind: ClassVar[Literal["fdp", "idp"]]
+    kind: ClassVar[Literal["fdp", "idp", "probe"]]
     higher_is_better: ClassVar[bool]
     needs: ClassVar[frozenset[str]] = frozenset()
     #: True when the metric ranks "copy the source" below the ground truth by design.

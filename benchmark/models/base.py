@@ -8,7 +8,8 @@ card's `args`) and any of three capabilities:
 - `infer_action(batch) -> list[str]`: IDP. One action text per sample.
 - `action_logprob(batch, actions) -> list[float]`: the log-likelihood of `actions[i]` given the
   image pair of sample i (verification and probes).
-- `transition_logprob(batch) -> list[float]`: log p(target frame | source, action) of sample i.
+- `transition_logprob(batch, targets) -> list[float]`: log p(targets[i] | source i, action i), the
+  log-probability of the target frame's image tokens (likelihood probes, FDP side).
 - `answer(images, prompts) -> list[str]`: free-form answer to `prompts[i]` about the images
   `images[i]` (a list of (H, W, 3) uint8 arrays); what VLM judges call.
 - `predict_candidates(batch) -> list[list[np.ndarray]]` with `verify(batch, candidates) ->
@@ -55,9 +56,9 @@ class Model:
     #: One line for `wmbench list models`.
     description: ClassVar[str] = ""
 
-    def __init__(self, **kwargs: Any):
-        if kwargs:
-            raise TypeError(f"{type(self).__name__} takes no model args, got {sorted(kwargs)}")
+    def __init__(self) -> None:
+        """No model args: an adapter that takes some declares them in its own constructor (the
+        runner checks --model-args against that signature before anything is written)."""
 
     @classmethod
     def capabilities(cls) -> tuple[str, ...]:
@@ -75,7 +76,7 @@ class Model:
     def action_logprob(self, batch: Batch, actions: list[str]) -> list[float]:
         raise NotImplementedError
 
-    def transition_logprob(self, batch: Batch) -> list[float]:
+    def transition_logprob(self, batch: Batch, targets: list[np.ndarray]) -> list[float]:
         raise NotImplementedError
 
     def answer(self, images: list[list[np.ndarray]], prompts: list[str]) -> list[str]:

@@ -28,7 +28,7 @@ from ..log.store import RunStore
 from ..metrics.weights import ENV_DIR
 from ..models import ModelCard, discover_cards, resolve_card
 from ..models.base import Model
-from .kinds import check_capabilities, supports
+from .capability import check_capabilities, supports
 from .runner import Evaluation, TaskOutcome
 from .selection import effective_task
 

@@ -1,7 +1,8 @@
 """Where FDP and IDP differ, in one place: what the model sees, which capability it is asked for,
 what a valid output is, how a prediction is stored and read back for scoring.
 
-The runner holds one `TaskKind` per task (`KINDS[task.kind]`) and never tests the kind itself.
+The runner builds one `TaskKind` per task (`capability.kind_of(task)(task, transitions)`) and never
+tests the kind itself. The likelihood-preference probe is in `probe`.
 """
 
 from __future__ import annotations
@@ -11,12 +12,11 @@ from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
-from ..core.errors import BadInput, SampleError
+from ..core.errors import SampleError
 from ..core.tasks import TaskSpec
 from ..core.types import Batch, Transition, check_image
 from ..log.records import Counterfactual, Prediction
 from ..log.store import RunStore
-from ..models import ModelCard, adapter_class
 from ..models.base import Model
 from . import bestofn
 from .bestofn import Candidates
@@ -54,12 +54,20 @@ def fit(image: np.ndarray, shape: tuple[int, ...], info: dict, key: str) -> np.n
 
 class TaskKind:
     name: ClassVar[str]
-    #: The capability a model needs for tasks of this kind.
+    #: The capability a model needs for tasks of this kind (see `needs`).
     capability: ClassVar[str]
     #: Whether set-level metrics (FID, KID: distributions of predicted frames) apply.
     set_level: ClassVar[bool] = False
     #: Whether the action texts are model inputs (FDP instructions) rather than the answer (IDP).
     actions_are_inputs: ClassVar[bool] = False
+
+    def __init__(self, task: TaskSpec, transitions: Sequence[Transition] = ()):
+        self.task = task
+
+    @classmethod
+    def needs(cls, task: TaskSpec) -> str:
+        """The capability a model needs for `task`."""
+        return cls.capability
 
     def batch(self, task: TaskSpec, items: list[Loaded], sees_reference: bool,
               actions: list[str] | None = None) -> Batch:
@@ -162,24 +170,3 @@ class IDP(TaskKind):
 
     def stored(self, store, prediction, item):
         return prediction.text
-
-
-KINDS: dict[str, TaskKind] = {kind.name: kind for kind in (FDP(), IDP())}
-
-
-def capabilities(card: ModelCard, model: Model | None = None) -> tuple[str, ...]:
-    return (type(model) if model is not None else adapter_class(card)).capabilities()
-
-
-def check_capabilities(card: ModelCard, tasks: Sequence[TaskSpec], model: Model | None = None) -> None:
-    """Refuse a task the model cannot do, before any model or data loads."""
-    caps = capabilities(card, model)
-    for task in tasks:
-        need = KINDS[task.kind].capability
-        if need not in caps:
-            raise BadInput(f"model '{card.name}' (adapter '{card.adapter}') cannot run task '{task.name}': "
-                           f"{task.kind} needs capability '{need}', the model has {list(caps) or 'none'}")
-
-
-def supports(card: ModelCard, task: TaskSpec) -> bool:
-    return KINDS[task.kind].capability in capabilities(card)

@@ -33,7 +33,8 @@ from ..models.base import Model, TaskInfo
 from . import counterfactual
 from .calls import call_with_timeout, reason, seed_everything
 from .counterfactual import COUNTERFACTUAL
-from .kinds import KINDS, Loaded, TaskKind, check_capabilities, fit
+from .capability import check_capabilities, kind_of
+from .kinds import Loaded, TaskKind, fit
 from .scoring import TaskMetrics
 from .selection import select
 
@@ -157,7 +158,7 @@ class Evaluation:
 
     def _run_task(self, task: TaskSpec, transitions: list[Transition], rescore: bool,
                   generate: bool = True) -> TaskOutcome:
-        kind = KINDS[task.kind]
+        kind = kind_of(task)(task, transitions)
         selected = [t.sample_id for t in transitions]
         before = self.store.bind_task(task.name, task.sample_fingerprint, task.to_dict(), self.identity, selected)
         dropped = len(set(before) - set(selected))
