@@ -149,6 +149,9 @@ class IDP(TaskKind):
 
     name, capability = "idp", "infer_action"
 
+    def skip_reason(self, transition, all_need_target):
+        return None if transition.target is not None else "no target frame: IDP needs both frames as input"
+
     def batch(self, task, items, sees_reference, actions=None):
         actions = actions or [i.transition.action_text for i in items]
         return Batch(sample_ids=[i.sample_id for i in items], sources=[i.source for i in items],
