@@ -24,7 +24,8 @@ except PackageNotFoundError:  # imported from a source tree that was never insta
 
 _EXPORTS = {
     # running
-    "evaluate": "wmbench.run.api", "rescore": "wmbench.run.api", "RunResult": "wmbench.run.api",
+    "evaluate": "wmbench.run.api", "rescore": "wmbench.run.api", "merge": "wmbench.run.api",
+    "RunResult": "wmbench.run.api", "annotate": "wmbench.run.annotate", "AnnotationResult": "wmbench.run.annotate",
     "MetricResult": "wmbench.run.api",
     # reading runs and tabulating them
     "read_run": "wmbench.log.runlog", "RunLog": "wmbench.log.runlog", "leaderboard": "wmbench.analysis.leaderboard",

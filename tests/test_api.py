@@ -38,6 +38,7 @@ class Echo(wmbench.Model):
 
     def infer_action(self, batch):
         assert batch.actions is None
+        assert all(m == {} for m in batch.meta)  # a reader's meta can hold the label
         return ["move the square right"] * len(batch)
 
 

@@ -22,6 +22,8 @@ NOT_RUN = {
     "instruct-pix2pix": "needs the InstructPix2Pix weights and a GPU",
     "<checkpoint folder>": "a checkpoint of the user's",
     "calvin_fdp": "needs the CALVIN dataset",
+    "qwen2.5-vl-7b": "needs the Qwen2.5-VL weights",
+    "janus-pro-7b": "needs the Janus-Pro weights and GPUs",
 }
 
 pytestmark = pytest.mark.slow
@@ -49,7 +51,7 @@ def readme_env(tmp_path_factory):
 
 def _commands() -> list[str]:
     return [line.split("  #")[0].strip() for line in _block("## Running", "bash").splitlines()
-            if line.strip().startswith("wmbench ")]
+            if line.strip().startswith(("wmbench ", "torchrun "))]
 
 
 def test_every_readme_command_is_run_or_excused():
@@ -71,6 +73,7 @@ def test_readme_commands_run_in_order(readme_env, monkeypatch, capsys):
             if not SHARED_AURORA.is_dir():
                 continue
             line = line.replace("<aurora-bench folder>", str(SHARED_AURORA))
+        assert line.startswith("wmbench "), f"no rule to run README line: {line}"
         argv = []
         for word in shlex.split(line)[1:]:
             argv += sorted(glob.glob(word)) if "*" in word else [word]

@@ -104,7 +104,8 @@ class Batch:
     Inputs follow the task: FDP gives `sources` and `actions` (the instruction), IDP gives
     `sources` and `targets` (the observed next frame). The answer of the task (FDP `targets`,
     IDP `actions`) is filled in only for models that declare `sees_reference = True` (the
-    `oracle` anchor); it is None for every other model, so a model under test can never peek.
+    `oracle` anchor); it is None for every other model, so a model under test can never peek. For
+    the same reason an IDP batch's `meta` is empty for them (a reader's meta can hold the label).
     `prompts` is the task's prompt template rendered for each sample; `task` names the task and
     `seed` is its seed.
     """

@@ -224,13 +224,14 @@ def _parse_samples(run_dir: Path) -> dict[str, list[SampleLog]]:
 
 def find_runs(paths: Iterable[str | Path]) -> list[Path]:
     """The run directories named by `paths`: a run directory or its results.json, or a folder
-    searched recursively for results.json files (in sorted order)."""
+    searched recursively for results.json files (in sorted order). The partial results of a
+    data-parallel run's shards (`<run>/shards/<i>-of-<n>/`) are part of their run, not runs."""
     found: list[Path] = []
     for path in map(Path, paths):
         if path.is_file() and path.name == RESULTS:
             found.append(path.parent)
         elif path.is_dir():
-            found += [p.parent for p in sorted(path.rglob(RESULTS))]
+            found += [p.parent for p in sorted(path.rglob(RESULTS)) if p.parent.parent.name != "shards"]
         else:
             raise BadInput(f"{path}: neither a run directory nor a results.json")
     return found

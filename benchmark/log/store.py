@@ -12,7 +12,6 @@ import hashlib
 import io
 import json
 import os
-import socket
 import sqlite3
 import time
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from ..core.errors import BadInput
+from .claims import CLAIM_TTL_S, owner_alive, owner_id
 from .records import Prediction, SampleRecord, ScoreRow, SetScore
 
 SCHEMA = """
@@ -54,64 +54,27 @@ class Plan:
     stale: list[str] = field(default_factory=list)
 
 
-CLAIM_TTL_S = 6 * 3600  # a claim covers one batch; older ones are from a lost process on another host
-
-
-def _process_start(pid: int) -> str | None:
-    """Start time of a live process (Linux /proc, in clock ticks), None if it is gone or a zombie;
-    "" where /proc is not available."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    except FileNotFoundError:
-        return None if Path("/proc/self/stat").exists() else ""
-    except OSError:
-        return ""
-    return None if fields[0] in ("Z", "X") else fields[19]
-
-
-def _owner_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{_process_start(os.getpid()) or ''}"
-
-
-def _owner_alive(owner: str) -> bool:
-    """Claims of a dead process on this host are void at once (kill -9, then the same command).
-    The owner id holds the process start time, so a reused pid does not keep a claim alive."""
-    host, pid, started = (owner.split(":") + ["", ""])[:3]
-    if host != socket.gethostname():
-        return True  # cannot tell from here: trust the claim until it expires
-    try:
-        now = _process_start(int(pid))
-    except ValueError:
-        return True
-    if now == "":  # no /proc: ask the kernel whether the pid exists
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
-    return now is not None and (not started or now == started)
-
-
 class RunStore:
     """Several processes may work on one run directory at once: each claims a batch before it
     evaluates it, so no sample is evaluated twice, and a crashed process's claims lapse."""
 
-    def __init__(self, run_dir: Path):
+    def __init__(self, run_dir: Path, *, any_thread: bool = False):
+        """`any_thread`: the connection may be closed from another thread than the one that opened
+        it (a pipeline worker's connection, closed by the evaluation when it ends)."""
         self.run_dir = Path(run_dir)
         self.objects = self.run_dir / "objects"
         if self.run_dir.exists() and not self.run_dir.is_dir():
             raise BadInput(f"{self.run_dir} is a file, not a run directory; choose another --output")
         try:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            self.db = sqlite3.connect(self.run_dir / "store.sqlite", timeout=60, isolation_level=None)
+            self.db = sqlite3.connect(self.run_dir / "store.sqlite", timeout=60, isolation_level=None,
+                                      check_same_thread=not any_thread)
             self._enable_wal()
             self.db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process kills
             self.db.executescript(SCHEMA)
         except (OSError, sqlite3.Error) as exc:
             raise BadInput(store_error(self.run_dir, exc)) from exc
-        self.owner = _owner_id()
+        self.owner = owner_id()
 
     def _enable_wal(self, patience_s: float = 60.0) -> None:
         """Switching to WAL needs a moment alone with the file; processes that open a new run
@@ -289,7 +252,7 @@ class RunStore:
                 if sid in stored and not (retry_failed and stored[sid] == "failed"):
                     continue
                 owner, at = claims.get(sid, (None, 0.0))
-                if owner not in (None, self.owner) and now - at < CLAIM_TTL_S and _owner_alive(owner):
+                if owner not in (None, self.owner) and now - at < CLAIM_TTL_S and owner_alive(owner):
                     continue
                 taken.append(sid)
             db.executemany("INSERT OR REPLACE INTO claims VALUES (?, ?, ?, ?)",
@@ -315,6 +278,32 @@ class RunStore:
 
     def transaction(self):
         return _Transaction(self.db)
+
+    # merging shard stores -----------------------------------------------------------------
+    def absorb(self, other: RunStore) -> int:
+        """Copy another store's samples, scores, task bindings, metric records and predicted
+        images into this one (the merge of per-rank shard stores); returns the samples copied.
+        A sample both hold keeps the row that is done (else the newer one)."""
+        mine = {(t, sid): (status, at) for t, sid, status, at in
+                self.db.execute("SELECT task, sample_id, status, updated_at FROM samples")}
+        rows = other.db.execute("SELECT * FROM samples").fetchall()
+        take = [r for r in rows if (r[0], r[1]) not in mine or _better(r[3], r[8], *mine[(r[0], r[1])])]
+        keys = {(r[0], r[1]) for r in take}
+        scores = [r for r in other.db.execute("SELECT * FROM scores") if (r[0], r[1]) in keys]
+        for digest in {d for r in take if r[6] for d in _digests(json.loads(r[6]))}:
+            source, target = other.image_path(digest), self.image_path(digest)
+            if not target.exists():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                tmp = target.with_suffix(f".tmp{os.getpid()}")
+                tmp.write_bytes(source.read_bytes())
+                os.replace(tmp, target)
+        with self.transaction() as db:
+            db.executemany("DELETE FROM scores WHERE task = ? AND sample_id = ?", sorted(keys))
+            db.executemany("INSERT OR REPLACE INTO samples VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", take)
+            db.executemany("INSERT OR REPLACE INTO scores VALUES (?, ?, ?, ?, ?, ?)", scores)
+            db.executemany("INSERT OR IGNORE INTO tasks VALUES (?, ?, ?, ?, ?)", other.db.execute("SELECT * FROM tasks"))
+            db.executemany("INSERT OR IGNORE INTO run_meta VALUES (?, ?)", other.db.execute("SELECT * FROM run_meta"))
+        return len(take)
 
     # images --------------------------------------------------------------------------------
     def put_image(self, image: np.ndarray) -> str:
@@ -346,6 +335,30 @@ class RunStore:
             raise BadInput(f"stored prediction {path} is missing; the run directory is damaged") from exc
         except OSError as exc:  # truncated or garbage PNG (PIL's UnidentifiedImageError is an OSError)
             raise BadInput(f"stored prediction {path} cannot be read ({exc}); the run directory is damaged") from exc
+
+
+def _better(status: str, at: float, old_status: str, old_at: float) -> bool:
+    """Whether a sample row (status, updated_at) should replace the one already merged."""
+    if (status == "done") != (old_status == "done"):
+        return status == "done"
+    return at > old_at
+
+
+def _digests(prediction: dict) -> list[str]:
+    cf = prediction.get("counterfactual") or {}
+    return [*prediction.get("images", ()), *prediction.get("candidates", ()), *([cf["image"]] if cf else [])]
+
+
+def read_statuses(path: Path, task: str) -> dict[str, str]:
+    """sample_id -> status in another run store, opened read-only (a finished shard's store)."""
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=60)
+        try:
+            return dict(db.execute("SELECT sample_id, status FROM samples WHERE task = ?", (task,)))
+        finally:
+            db.close()
+    except sqlite3.Error as exc:
+        raise BadInput(store_error(path.parent, exc)) from exc
 
 
 def store_error(run_dir: Path, exc: BaseException) -> str:

@@ -42,6 +42,14 @@ class ModelCard:
     def fingerprint(self) -> str:
         return content_hash({"adapter": self.adapter, "args": self.args})
 
+    def public_identity(self) -> dict[str, Any]:
+        """The card as a run directory records it: secrets in its args redacted (core.secrets),
+        and the fingerprint of that redacted card."""
+        from ..core.secrets import redact
+
+        public = ModelCard(**redact(self.to_dict()))
+        return {"card": public.to_dict(), "fingerprint": public.fingerprint}
+
 
 def load_card(path: str | os.PathLike) -> ModelCard:
     path = Path(path)

@@ -12,6 +12,9 @@ Why not `generate()`: transformers' Janus image generation embeds the prompt fro
 no VQ decoder, and Emu3 needs warpers applied after the image-vocabulary restriction. The loop
 below calls each family's own modules (embeddings, vision encoder, language model, heads, VQ
 decoder) so the weights and numerics are the library's.
+
+`transition_logprob` (likelihood probe, FDP side) teacher-forces a target's image tokens through
+the same hooks: `unified_likelihood`.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import numpy as np
 from ..core.errors import BadInput
 from ..core.types import Batch
 from . import _hf
+from . import unified_likelihood as likelihood
 from .base import Model
 
 
@@ -84,6 +88,15 @@ class UnifiedImageGenerator(Model):
         """Indices into the image vocabulary -> ids fed back to the model."""
         return index
 
+    def _index(self, tokens: Any) -> Any:
+        """The inverse of `_token`: ids the sampler returns -> indices into the image vocabulary."""
+        return tokens
+
+    def _image_tokens(self, images: list[np.ndarray]) -> Any:
+        """Images (uint8 HWC) -> (B, `_num_steps()`) ids as `_sample` returns them (forced tokens
+        included), by the family's VQ encoder; Emu3 needs the grid of a prior `_encode`."""
+        raise NotImplementedError
+
     def _forced(self, step: int) -> int | None:
         """A structural token (e.g. Emu3's end of line) the model must emit at `step`, else None."""
         return None
@@ -109,9 +122,7 @@ class UnifiedImageGenerator(Model):
         self._load()
         texts, out = self._texts(batch), []
         for part in _hf.chunks(len(batch), max(1, self.max_batch // max(1, n))):
-            sources = list(batch.sources[part])
-            if self.resolution:
-                sources = [np.asarray(_hf.to_pil(s).resize((self.resolution,) * 2, Image.BICUBIC)) for s in sources]
+            sources = self._resized(batch.sources[part])
             # one generator per (sample, draw), as the editors: a sample's draws do not depend on
             # which other samples share its batch, nor on --batch-size or --limit
             generators = [_hf.torch_generator(self.seed, [str(batch.seed), sid, str(j)], self.device)
@@ -123,7 +134,25 @@ class UnifiedImageGenerator(Model):
                             for im in images[i * n:(i + 1) * n]])
         return out
 
-    def _sample(self, ids: Any, mask: Any, embeds: Any, tail: int, n: int, generators: list[Any]) -> Any:
+    def _resized(self, images: list[np.ndarray]) -> list[np.ndarray]:
+        """The images the processor gets: resized (bicubic) to `resolution` squared when set."""
+        from PIL import Image
+
+        r = self.resolution
+        return [np.asarray(_hf.to_pil(s).resize((r, r), Image.BICUBIC)) if r else s for s in images]
+
+    def transition_logprob(self, batch: Batch, targets: list[np.ndarray]) -> list[float]:
+        """log p(targets[i] | source i, action i) in nats, summed over the target's VQ image tokens
+        (teacher forcing after `predict_next`'s prompt) under the model's own distribution:
+        temperature 1, no top-k / top-p, no classifier-free guidance, whatever the sampling args.
+        Janus sums 576 tokens, Chameleon 1024, Emu3 h*w (its end-of-line tokens are not counted):
+        divide for a per-token figure. Details and preprocessing: `unified_likelihood`."""
+        return likelihood.transition_logprob(self, batch, targets)
+
+    def _sample(self, ids: Any, mask: Any, embeds: Any, tail: int, n: int, generators: list[Any],
+                record: list[Any] | None = None) -> Any:
+        """(R*n, steps) image tokens; `record` (a list) gets per step the (R*n,) log-probabilities of
+        the drawn tokens under the distribution drawn from (0 at forced steps)."""
         import torch
 
         ids, mask, embeds = (t.repeat_interleave(n, dim=0) for t in (ids, mask, embeds))
@@ -149,6 +178,8 @@ class UnifiedImageGenerator(Model):
                 forced = self._forced(step)
                 if forced is not None:
                     token = torch.full((rows,), forced, dtype=torch.long, device=ids.device)
+                    if record is not None:
+                        record.append(torch.zeros(rows, device=ids.device))
                 else:
                     logits = self._logits(out.last_hidden_state[:, -1]).float()
                     if cfg:
@@ -157,9 +188,12 @@ class UnifiedImageGenerator(Model):
                     if self.temperature <= 0:
                         index = logits.argmax(-1)
                     else:
-                        probs = _hf.filter_logits(logits, self.temperature, self.top_k, self.top_p).softmax(-1)
+                        logits = _hf.filter_logits(logits, self.temperature, self.top_k, self.top_p)
+                        probs = logits.softmax(-1)
                         index = torch.cat([torch.multinomial(probs[r:r + 1], 1, generator=g)[0]
                                            for r, g in enumerate(generators)])
+                    if record is not None:
+                        record.append(logits.log_softmax(-1).gather(-1, index[:, None])[:, 0])
                     token = self._token(index)
                 tokens.append(token)
                 if step == steps - 1:
@@ -238,6 +272,9 @@ class JanusWorldModel(UnifiedImageGenerator):
     def _decode(self, tokens):
         return self._postprocess(self.model.decode_image_tokens(tokens))
 
+    def _image_tokens(self, images):
+        return likelihood.janus_image_tokens(self, images)
+
 
 class ChameleonWorldModel(UnifiedImageGenerator):
     """Chameleon / Anole (and the paper's Chameleon world model): VQ image tokens in the text
@@ -285,11 +322,17 @@ class ChameleonWorldModel(UnifiedImageGenerator):
     def _token(self, index):
         return self.image_ids[index]
 
+    def _index(self, tokens):
+        return likelihood.vocabulary_index(self.image_ids, tokens)
+
     def _embed(self, tokens):
         return self.model.get_input_embeddings()(tokens)
 
     def _num_steps(self):
         return int(self.processor.image_seq_length)
+
+    def _image_tokens(self, images):
+        return likelihood.chameleon_image_tokens(self, images)
 
     def _decode(self, tokens):
         import torch
@@ -348,6 +391,9 @@ class Emu3WorldModel(UnifiedImageGenerator):
     def _token(self, index):
         return self.image_ids[index]
 
+    def _index(self, tokens):
+        return likelihood.vocabulary_index(self.image_ids, tokens)
+
     def _forced(self, step):
         return self.eol_id if (step + 1) % (self.grid[1] + 1) == 0 else None
 
@@ -365,3 +411,6 @@ class Emu3WorldModel(UnifiedImageGenerator):
         with __import__("torch").inference_mode():
             pixels = self.model.model.vqmodel.decode(codes)
         return self._postprocess(pixels)
+
+    def _image_tokens(self, images):
+        return likelihood.emu3_image_tokens(self, images)

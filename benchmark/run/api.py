@@ -30,6 +30,7 @@ from ..models import ModelCard, discover_cards, resolve_card
 from ..models.base import Model
 from .capability import check_capabilities, supports
 from .runner import Evaluation, TaskOutcome
+from . import shards
 from .selection import effective_task
 
 DEFAULT_OUTPUT = Path("runs")
@@ -176,17 +177,22 @@ def evaluate(tasks: TaskSelection, model: ModelSelection, model_args: dict[str, 
              rescore: bool = False, retry_failed: bool = False, progress: bool = True,
              include_path: Sequence[str | os.PathLike] | None = None,
              dataset_options: dict[str, Any] | None = None, weights_dir: str | os.PathLike | None = None,
-             model_name: str | None = None, timeout: float | None = None) -> RunResult:
+             model_name: str | None = None, timeout: float | None = None,
+             shard: str | shards.Shard | None = None) -> RunResult:
     """Evaluate one model on tasks into one run directory (default `runs/<model name>`) and write
     its results.json and samples.jsonl. Re-running resumes: stored samples are not evaluated
     again; metrics added since are scored from the stored predictions; `rescore` recomputes every
     score; `retry_failed` evaluates failed samples again; `timeout`: seconds a model call may take
-    before its samples fail (stage model, reason timeout). See `wmbench run --help` for the rest."""
+    before its samples fail (stage model, reason timeout); `shard` ("i/n", default from RANK /
+    WORLD_SIZE or a Slurm array): evaluate this rank's part into its own shard store, merged when
+    every shard is done (run/shards.py). See `wmbench run --help` for the rest."""
     specs = task_specs(tasks, limit=limit, seed=seed, dataset_options=dataset_options, include_path=include_path)
     card, instance = model_card(model, model_args, model_name)
     check_capabilities(card, specs, instance)
     if instance is None:
         check_model_args(card)
+    shard = shards.from_environment(shard)
+    device = shards.rank_device(device)
     check_device(device)
     if batch_size < 1:
         raise BadInput(f"--batch-size must be >= 1, got {batch_size}")
@@ -196,7 +202,7 @@ def evaluate(tasks: TaskSelection, model: ModelSelection, model_args: dict[str, 
     run_dir = Path(output) if output is not None else DEFAULT_OUTPUT / card.name
     config = {"batch_size": batch_size, "data_dir": str(data_dir), "limit": limit, "seed": seed, "device": device}
     evaluation = Evaluation(card, run_dir, data_dir, batch_size=batch_size, device=device, progress=progress,
-                            retry_failed=retry_failed, model=instance, timeout=timeout)
+                            retry_failed=retry_failed, model=instance, timeout=timeout, shard=shard)
     with _weights_dir(weights_dir):
         return _finish(evaluation, specs, config, rescore=rescore)
 
@@ -297,6 +303,24 @@ def rescore(run_dir: str | os.PathLike, *, data_dir: str | os.PathLike | None = 
     run_dir = Path(run_dir)
     if not (run_dir / "store.sqlite").is_file():
         raise BadInput(f"{run_dir} is not a run directory with a store (no store.sqlite)")
+    return _from_store(run_dir, data_dir, batch_size, device, progress, rescore=True)
+
+
+def merge(run_dir: str | os.PathLike, *, data_dir: str | os.PathLike | None = None, batch_size: int = 8,
+          device: str | None = None, progress: bool = True) -> RunResult:
+    """Merge the shard stores of a data-parallel run (`shards/<i>-of-<n>/`) into the run's store,
+    score set-level metrics over the merged set and write results.json (see run/shards.py). The
+    model is never called; merging again after more shards finished adds them."""
+    run_dir = Path(run_dir)
+    with shards.merge_lock(run_dir):
+        shards.merge_stores(run_dir).close()
+        return _from_store(run_dir, data_dir, batch_size, device, progress, rescore=False)
+
+
+def _from_store(run_dir: Path, data_dir: str | os.PathLike | None, batch_size: int, device: str | None,
+                progress: bool, *, rescore: bool) -> RunResult:
+    """Score a stored run again (all scores with `rescore`, else only what is missing), without
+    the model, with the task specs and card its store holds."""
     store = RunStore(run_dir)
     try:
         bindings = {t: store.task_binding(t) for t in store.stored_tasks()}
@@ -306,11 +330,11 @@ def rescore(run_dir: str | os.PathLike, *, data_dir: str | os.PathLike | None = 
         raise BadInput(f"{run_dir} holds no evaluated task")
     specs = [build(TaskSpec, spec, run_dir / "store.sqlite") for spec, _ in bindings.values()]
     card = ModelCard(**next(iter(bindings.values()))[1]["card"])
-    previous = _read_config(run_dir)
+    previous = _read_config(run_dir) or next((_read_config(f) for f in shards.shard_folders(run_dir)), {})
     data_dir = resolve_data_dir(data_dir or previous.get("data_dir"))
     config = {**previous, "batch_size": batch_size, "data_dir": str(data_dir), "device": device}
     evaluation = Evaluation(card, run_dir, data_dir, batch_size=batch_size, device=device, progress=progress)
-    return _finish(evaluation, specs, config, rescore=True, generate=False)
+    return _finish(evaluation, specs, config, rescore=rescore, generate=False)
 
 
 def _finish(evaluation: Evaluation, specs: list[TaskSpec], config: dict[str, Any], *, rescore: bool,
@@ -332,9 +356,17 @@ def _finish(evaluation: Evaluation, specs: list[TaskSpec], config: dict[str, Any
     finally:
         evaluation.close()
     summary.timings["harness"] += time.perf_counter() - clock
+    shard = evaluation.shard
+    if shard is not None and shards.mark_done(evaluation.run_dir, shard, [t.name for t in specs]):
+        # the last rank of its launch to finish merges (any other rank would find a shard not done)
+        print(f"wmbench: every shard of {evaluation.run_dir} is done; merging", file=sys.stderr)
+        merged = merge(evaluation.run_dir, batch_size=evaluation.batch_size, device=evaluation.device,
+                       progress=evaluation.progress)
+        merged.outcomes, merged.timings = summary.outcomes, summary.timings
+        return merged
     chosen = {o.task for o in summary.outcomes}
     view = {**results, "tasks": {t: d for t, d in results["tasks"].items() if t in chosen}}
-    return RunResult.of(evaluation.run_dir, view, summary.outcomes, summary.timings)
+    return RunResult.of(evaluation.store.run_dir, view, summary.outcomes, summary.timings)
 
 
 def _read_config(run_dir: Path) -> dict[str, Any]:

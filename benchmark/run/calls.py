@@ -11,8 +11,6 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..core.errors import SampleError
-from ..core.secrets import scrub
-from .scoring import describe_error
 
 
 def seed_everything(seed: int, sample_ids: Sequence[str]) -> None:
@@ -22,14 +20,10 @@ def seed_everything(seed: int, sample_ids: Sequence[str]) -> None:
     value = int.from_bytes(hashlib.sha256(f"{seed}:{','.join(sample_ids)}".encode()).digest()[:4], "little")
     random.seed(value)
     np.random.seed(value)
-    if "torch" in sys.modules:
-        sys.modules["torch"].manual_seed(value)
+    if "torch" in sys.modules:  # only where something imported it; the import statement waits
+        import torch               # for an import under way in another thread (the pipeline's)
 
-
-def reason(exc: BaseException) -> str:
-    if isinstance(exc, SystemExit):
-        return f"the model called sys.exit({exc.code!r})"
-    return scrub(str(exc)) if isinstance(exc, SampleError) else describe_error(exc)
+        torch.manual_seed(value)
 
 
 class ModelTimeout(SampleError):

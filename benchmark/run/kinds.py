@@ -158,7 +158,9 @@ class IDP(TaskKind):
                      prompts=[task.render_prompt(a) for a in actions], targets=[i.target for i in items],
                      actions=actions if sees_reference else None,
                      action_vectors=[i.transition.action_vector for i in items] if sees_reference else None,
-                     meta=[i.transition.meta for i in items], task=task.name, seed=task.seed)
+                     # a reader's meta can hold the answer (Meta-World's motion text, SSv2's template)
+                     meta=[i.transition.meta if sees_reference else {} for i in items], task=task.name,
+                     seed=task.seed)
 
     def predict(self, model, batch):
         return model.infer_action(batch)

@@ -9,9 +9,10 @@ in `bestofn`, counterfactual predictions in `counterfactual`.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
-import math
+import threading
 import sys
 import time
 from dataclasses import dataclass, field
@@ -24,19 +25,21 @@ from ..core.secrets import redact
 from ..core.tasks import MetricRef, TaskSpec
 from ..core.types import Transition
 from ..core.yamlspec import content_hash
-from ..log.records import SampleRecord, ScoreRow, SetScore
+from ..log.records import SampleRecord, ScoreRow
 from ..log.results import provenance
 from ..log.store import RunStore
 from ..metrics import METRICS, Metric, MetricInput
 from ..models import ModelCard, adapter_class, instantiate
 from ..models.base import Model, TaskInfo
 from . import counterfactual
-from .calls import call_with_timeout, reason, seed_everything
+from .calls import call_with_timeout, seed_everything
 from .counterfactual import COUNTERFACTUAL
 from .capability import check_capabilities, kind_of
 from .kinds import Loaded, TaskKind, fit
-from .scoring import TaskMetrics
+from .scoring import TaskMetrics, reason, score_sets
+from .pipeline import run_pipeline
 from .selection import select
+from .shards import Shard, done_elsewhere
 
 STAGES = ("data", "model", "metrics", "harness")
 
@@ -69,12 +72,12 @@ class Evaluation:
 
     def __init__(self, card: ModelCard, run_dir: Path, data_dir: Path, batch_size: int = 8,
                  device: str | None = None, progress: bool = True, retry_failed: bool = False,
-                 model: Model | None = None, timeout: float | None = None):
+                 model: Model | None = None, timeout: float | None = None, shard: Shard | None = None):
         if batch_size < 1:
             raise BadInput("--batch-size must be >= 1")
         self.card = card
         #: what the run directory records of the model: the card without secrets
-        self.identity = public_identity(card)
+        self.identity = card.public_identity()
         self.run_dir = Path(run_dir)
         self.data_dir = Path(data_dir)
         self.batch_size = batch_size
@@ -82,11 +85,28 @@ class Evaluation:
         self.progress = progress
         self.retry_failed = retry_failed
         self.timeout = timeout
+        self.shard = shard
         self._store: RunStore | None = None
         self._model = model
         self._fingerprint_bound = False
         self._metrics: dict[str, Metric] = {}
         self.summary = RunSummary(self.run_dir)
+        self._clock = threading.Lock()
+        self._threads = threading.local()
+        self._extra_stores: list[RunStore] = []
+
+    def _add_time(self, stage: str, since: float) -> None:
+        """Stage timings (the loader and scoring threads add theirs too)."""
+        with self._clock:
+            self.summary.timings[stage] += time.perf_counter() - since
+
+    @contextlib.contextmanager
+    def _timed(self, stage: str):
+        since = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._add_time(stage, since)
 
     # lazily built pieces -----------------------------------------------------------------
     @property
@@ -94,16 +114,34 @@ class Evaluation:
         """The run directory's store, opened on first use: a command refused before any work
         leaves no run directory behind."""
         if self._store is None:
-            self._store = RunStore(self.run_dir)
+            self._store = RunStore(self.shard.folder(self.run_dir) if self.shard else self.run_dir)
+            self._owner = threading.get_ident()
         return self._store
+
+    def _thread_store(self) -> RunStore:
+        """The store, through a connection of the calling thread's own (SQLite connections stay in
+        the thread that opened them; WAL lets them write in turn)."""
+        if self._store is None or threading.get_ident() == self._owner:
+            return self.store
+        store = getattr(self._threads, "store", None)
+        if store is None:
+            store = self._threads.store = RunStore(self.store.run_dir, any_thread=True)
+            self._extra_stores.append(store)
+        return store
 
     @property
     def opened(self) -> bool:
         return self._store is not None
 
     def close(self) -> None:
-        if self._store is not None:
-            self._store.close()
+        for store in [self._store, *self._extra_stores]:
+            if store is not None:
+                store.close()
+        self._extra_stores = []
+
+    def _sees_reference(self) -> bool:
+        """The model class's flag, without building the model."""
+        return (type(self._model) if self._model is not None else adapter_class(self.card)).sees_reference
 
     @property
     def model(self) -> Model:
@@ -114,7 +152,7 @@ class Evaluation:
                 # the device is not part of the card, so it does not change the run's fingerprint
                 card = ModelCard(**{**card.to_dict(), "args": {**card.args, "device": self.device}})
             self._model = instantiate(card)
-            self.summary.timings["model"] += time.perf_counter() - started
+            self._add_time("model", started)
         if not self._fingerprint_bound:
             self.store.bind_model_fingerprint(redact(self._model.fingerprint()))
             self._fingerprint_bound = True
@@ -141,7 +179,7 @@ class Evaluation:
             check_capabilities(self.card, tasks, self._model)
         started = time.perf_counter()
         selections = [(task, self._select(task)) for task in tasks]
-        self.summary.timings["data"] += time.perf_counter() - started
+        self._add_time("data", started)
         self.store.bind_model(self.identity)
         self.store.set_meta_once("created_at", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
         for task, transitions in selections:
@@ -167,37 +205,36 @@ class Evaluation:
                   f"into {self.run_dir} selected {len(before)}: results.json, report and compare cover these "
                   f"{len(selected)} ({dropped} stored samples stay in the store, left out)", file=sys.stderr)
         metrics = TaskMetrics(task, self.metric)
-        metrics.prepare(transitions)
+        metrics.prepare(transitions)  # vocabularies and the model's TaskInfo: over the whole task, sharded or not
         vocabulary = sorted({t.action_text for t in transitions})
-        plan = self.store.plan(task.name, selected, metrics.versions, retry_failed=self.retry_failed,
-                               rescore=rescore)
+        info = self._task_info(task, kind, transitions)
+        position = {t.sample_id: i for i, t in enumerate(transitions)}
+        mine = transitions
+        if self.shard is not None:  # this rank's part, less what an earlier launch already holds
+            held = done_elsewhere(self.run_dir, self.shard, task.name)
+            mine = [t for t in transitions if self.shard.owns(t.sample_id) and t.sample_id not in held]
+        plan = self.store.plan(task.name, [t.sample_id for t in mine], metrics.versions,
+                               retry_failed=self.retry_failed, rescore=rescore)
         todo, stale = set(plan.todo), set(plan.stale)
-        todo_items = [(i, t) for i, t in enumerate(transitions) if generate and t.sample_id in todo]
-        stale_items = [(i, t) for i, t in enumerate(transitions) if t.sample_id in stale]
+        todo_items = [(position[t.sample_id], t) for t in mine if generate and t.sample_id in todo]
+        stale_items = [(position[t.sample_id], t) for t in mine if t.sample_id in stale]
 
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(transitions), initial=len(transitions) - len(todo_items), disable=not self.progress,
+        bar = tqdm(total=len(mine), initial=len(mine) - len(todo_items), disable=not self.progress,
                    desc=f"{self.card.name} | {task.name}", unit="sample", file=sys.stderr, dynamic_ncols=True)
-        elsewhere = evaluated = 0
         try:
             if todo_items:
-                self.model.prepare(self._task_info(task, kind, transitions))
-            for chunk in _chunks(todo_items, self.batch_size):
-                claimed = set(self.store.claim(task.name, [t.sample_id for _, t in chunk], self.retry_failed))
-                elsewhere += len(chunk) - len(claimed)
-                mine = [(i, t) for i, t in chunk if t.sample_id in claimed]
-                if mine:
-                    self._evaluate_batch(task, kind, mine, metrics, vocabulary)
-                    evaluated += len(mine)
-                bar.update(len(chunk))
+                self.model.prepare(info)
+            evaluated, elsewhere = self._evaluate(task, kind, todo_items, metrics, vocabulary, bar)
             if elsewhere:
                 print(f"wmbench: {elsewhere} sample(s) of {task.name} were evaluated or claimed by another "
                       f"process on {self.run_dir}", file=sys.stderr)
             for chunk in _chunks(stale_items, self.batch_size):
                 self._rescore_batch(task, kind, chunk, metrics)
-            if kind.set_level:
-                self._score_sets(task, metrics, transitions, force=rescore)
+            if kind.set_level and self.shard is None:  # over the merged set, once (see shards.py)
+                with self._timed("metrics"):
+                    score_sets(self.store, task.name, metrics, transitions, force=rescore)
         finally:
             bar.close()
         self.store.record_metrics(task.name, metrics.describe())
@@ -206,12 +243,12 @@ class Evaluation:
         failed_scores = len(self.store.failed_scores(task.name) & chosen)
         if evaluated or stale_items:
             self.store.set_meta("provenance", provenance())  # the code that produced these scores
-        return TaskOutcome(task.name, len(transitions), evaluated, len(stale_items), failed, failed_scores)
+        return TaskOutcome(task.name, len(mine), evaluated, len(stale_items), failed, failed_scores)
 
     def _task_info(self, task: TaskSpec, kind: TaskKind, transitions: list[Transition]) -> TaskInfo:
         """What the model learns before the first batch: FDP instructions are inputs; IDP actions
         are answers, given only to anchors that see the reference."""
-        shown = kind.actions_are_inputs or self.model.sees_reference
+        shown = kind.actions_are_inputs or self._sees_reference()
         return TaskInfo(name=task.name, kind=task.kind, seed=task.seed,
                         sample_ids=tuple(t.sample_id for t in transitions),
                         actions=tuple(t.action_text for t in transitions) if shown else None)
@@ -240,32 +277,56 @@ class Evaluation:
                 target = fit(target, source.shape, info, "target_resized_from")
             loaded.append(Loaded(position, t, source, target, aux))
             records[t.sample_id] = SampleRecord(task.name, t.sample_id, position, "done", info)
-        self.summary.timings["data"] += time.perf_counter() - clock
+        self._add_time("data", clock)
         return loaded
 
     # one batch ---------------------------------------------------------------------------
-    def _evaluate_batch(self, task: TaskSpec, kind: TaskKind, chunk: list[tuple[int, Transition]],
-                        metrics: TaskMetrics, vocabulary: list[str]) -> None:
-        records: dict[str, SampleRecord] = {}
-        loaded = self._load(task, kind, chunk, metrics, records)
-        predictions = self._predict(task, kind, loaded, records)
-        ok = [item for item in loaded if item.sample_id in predictions]
-        if metrics.counterfactual_keys and ok:
-            clock = time.perf_counter()
-            counterfactual.predict(self.model, ok, vocabulary,
-                                   lambda items, actions: kind.batch(task, items, self.model.sees_reference, actions),
-                                   lambda ids: seed_everything(task.seed, ids), reason)
-            self.summary.timings["model"] += time.perf_counter() - clock
-        clock = time.perf_counter()
-        for item in ok:
-            record = records[item.sample_id]
-            record.prediction, predictions[item.sample_id] = kind.store(
-                self.store, item, predictions[item.sample_id], record.info)
-        self.summary.timings["harness"] += time.perf_counter() - clock
-        scores = self._score(task, metrics, ok, predictions)
-        clock = time.perf_counter()
-        self.store.commit(list(records.values()), scores)
-        self.summary.timings["harness"] += time.perf_counter() - clock
+    def _evaluate(self, task: TaskSpec, kind: TaskKind, todo: list[tuple[int, Transition]], metrics: TaskMetrics,
+                  vocabulary: list[str], bar: Any) -> tuple[int, int]:
+        """Evaluate the samples to do, batch by batch, pipelined (see `pipeline`): claim, load,
+        predict, store the predictions and score, commit. -> (evaluated here, claimed elsewhere)."""
+        counts = {"ours": 0, "elsewhere": 0}
+
+        def claim(chunk):
+            claimed = set(self.store.claim(task.name, [t.sample_id for _, t in chunk], self.retry_failed))
+            ours = [(i, t) for i, t in chunk if t.sample_id in claimed]
+            counts["ours"] += len(ours)
+            counts["elsewhere"] += len(chunk) - len(ours)
+            return ours
+
+        def load(ours):
+            records: dict[str, SampleRecord] = {}
+            return self._load(task, kind, ours, metrics, records), records
+
+        def infer(batch):
+            loaded, records = batch
+            predictions = self._predict(task, kind, loaded, records)
+            ok = [item for item in loaded if item.sample_id in predictions]
+            if metrics.counterfactual_keys and ok:
+                with self._timed("model"):
+                    counterfactual.predict(
+                        self.model, ok, vocabulary,
+                        lambda items, actions: kind.batch(task, items, self.model.sees_reference, actions),
+                        lambda ids: seed_everything(task.seed, ids), reason)
+            return predictions, ok
+
+        def finish(batch, inferred):
+            (_, records), (predictions, ok) = batch, inferred
+            with self._timed("harness"):
+                for item in ok:
+                    record = records[item.sample_id]
+                    record.prediction, predictions[item.sample_id] = kind.store(
+                        self.store, item, predictions[item.sample_id], record.info)
+            return records, self._score(task, metrics, ok, predictions)
+
+        def commit(result):  # in the worker thread, through its own connection
+            records, scores = result
+            with self._timed("harness"):
+                self._thread_store().commit(list(records.values()), scores)
+
+        run_pipeline(_chunks(todo, self.batch_size), claim=claim, load=load, infer=infer, finish=finish,
+                     commit=commit, done=lambda chunk: bar.update(len(chunk)))
+        return counts["ours"], counts["elsewhere"]
 
     def _call_model(self, task: TaskSpec, kind: TaskKind, items: list[Loaded]) -> list[Any]:
         batch = kind.batch(task, items, self.model.sees_reference)
@@ -296,7 +357,7 @@ class Evaluation:
                     raise
                 except (Exception, SystemExit) as exc:
                     _fail(records[item.sample_id], "model", reason(exc))
-        self.summary.timings["model"] += time.perf_counter() - clock
+        self._add_time("model", clock)
         predictions = {}
         for group, out in outputs:
             for item, value in zip(group, out):
@@ -315,7 +376,7 @@ class Evaluation:
                             actions=actions, references=actions, meta=[i.transition.meta for i in items],
                             aux=[i.aux for i in items])
         rows = metrics.score(batch, [i.sample_id for i in items])
-        self.summary.timings["metrics"] += time.perf_counter() - clock
+        self._add_time("metrics", clock)
         return rows
 
     def _rescore_batch(self, task: TaskSpec, kind: TaskKind, chunk: list[tuple[int, Transition]],
@@ -334,43 +395,6 @@ class Evaluation:
         scores = [_no_counterfactual(row) if row.sample_id in missing and row.metric in metrics.counterfactual_keys
                   else row for row in scores]
         self.store.commit(list(records.values()), scores, replace_scores=True)
-
-    def _score_sets(self, task: TaskSpec, metrics: TaskMetrics, transitions: list[Transition],
-                    force: bool = False) -> None:
-        """Set-level metrics (FID, KID) over every scored sample with a target; recomputed only
-        when the set of predictions changed (or with --rescore)."""
-        if not metrics.set_level:
-            return
-        done = [r for r in self.store.samples(task.name) if r.status == "done"]
-        by_id = {t.sample_id: t for t in transitions}
-        pairs = [(r, by_id[r.sample_id]) for r in done if r.sample_id in by_id and by_id[r.sample_id].target]
-        stored = self.store.set_scores(task.name)
-        for key, metric in metrics.set_level.items():
-            fingerprint = content_hash([metric.version, metric.options(),
-                                        [(r.sample_id, r.prediction.images[0]) for r, _ in pairs]])
-            if not force and key in stored and stored[key].fingerprint == fingerprint:
-                continue
-            clock = time.perf_counter()
-            value, details = None, {}
-            try:
-                predictions = [self.store.get_image(r.prediction.images[0]) for r, _ in pairs]
-                targets = [fit(t.target.load(), p.shape, {}, "") for p, (_, t) in zip(predictions, pairs)]
-                if pairs:
-                    result = metric.score_set(predictions, targets)
-                    value, details = result if isinstance(result, tuple) else (result, {})
-                    value = float(value)
-            except Exception as exc:  # counted as unavailable for this run, with the reason
-                value, details = None, {"failed": True, "error": reason(exc)}
-            self.store.put_set_score(task.name, key, SetScore(
-                fingerprint, None if value is None or math.isnan(value) else value, {"n": len(pairs), **details}))
-            self.summary.timings["metrics"] += time.perf_counter() - clock
-
-
-def public_identity(card: ModelCard) -> dict[str, Any]:
-    """The card as a run directory records it: secrets in its args redacted (see core.secrets),
-    and the fingerprint of that redacted card."""
-    public = ModelCard(**redact(card.to_dict()))
-    return {"card": public.to_dict(), "fingerprint": public.fingerprint}
 
 
 def _no_counterfactual(row: ScoreRow) -> ScoreRow:

@@ -26,9 +26,19 @@ from ..core.errors import BadInput
 from ..core.secrets import scrub
 from ..core.tasks import MetricRef, TaskSpec
 from ..core.yamlspec import content_hash
-from ..log.records import ScoreRow
+from ..core.errors import SampleError
+from ..log.records import ScoreRow, SetScore
+from ..log.store import RunStore
 from ..metrics import Metric, MetricInput, Scores
 from .counterfactual import COUNTERFACTUAL
+from .kinds import fit
+
+
+def reason(exc: BaseException) -> str:
+    """The one-line reason a failure records: a SampleError's text, else the error and where."""
+    if isinstance(exc, SystemExit):
+        return f"the model called sys.exit({exc.code!r})"
+    return scrub(str(exc)) if isinstance(exc, SampleError) else describe_error(exc)
 
 
 def describe_error(exc: BaseException) -> str:
@@ -138,3 +148,32 @@ def _score_isolated(metric: Metric, batch: MetricInput) -> tuple[np.ndarray, lis
 
 
 _PER_SAMPLE = ("predictions", "sources", "targets", "actions", "references", "meta", "aux")
+
+
+def score_sets(store: RunStore, task: str, metrics: TaskMetrics, transitions: list, force: bool = False) -> None:
+    """Set-level metrics (FID, KID) over every scored sample with a target, stored with a
+    fingerprint of the scored set: recomputed only when the set changed (or with `force`). A
+    failure makes the value unavailable for this run, with the reason."""
+    if not metrics.set_level:
+        return
+    by_id = {t.sample_id: t for t in transitions}
+    pairs = [(r, by_id[r.sample_id]) for r in store.samples(task)
+             if r.status == "done" and r.sample_id in by_id and by_id[r.sample_id].target]
+    stored = store.set_scores(task)
+    for key, metric in metrics.set_level.items():
+        fingerprint = content_hash([metric.version, metric.options(),
+                                    [(r.sample_id, r.prediction.images[0]) for r, _ in pairs]])
+        if not force and key in stored and stored[key].fingerprint == fingerprint:
+            continue
+        value, details = None, {}
+        try:
+            predictions = [store.get_image(r.prediction.images[0]) for r, _ in pairs]
+            targets = [fit(t.target.load(), p.shape, {}, "") for p, (_, t) in zip(predictions, pairs)]
+            if pairs:
+                result = metric.score_set(predictions, targets)
+                value, details = result if isinstance(result, tuple) else (result, {})
+                value = float(value)
+        except Exception as exc:  # noqa: BLE001 - unavailable for this run, with the reason
+            value, details = None, {"failed": True, "error": reason(exc)}
+        store.put_set_score(task, key, SetScore(fingerprint, None if value is None or math.isnan(value) else value,
+                                                {"n": len(pairs), **details}))

@@ -1,0 +1,7 @@
+"""`python -m wmbench ...` (what torchrun and `accelerate launch -m wmbench` run): the CLI."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())
