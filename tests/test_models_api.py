@@ -236,3 +236,17 @@ def test_content_parts_and_empty_strings_are_answers(server):
     server.replies["chat/completions"] = [{"choices": [{"message": {"content": 42}}]}]
     with pytest.raises(SampleError, match="content is a int, not text"):
         m.answer([[np.zeros((4, 4, 3), np.uint8)]], ["q"])
+
+
+def test_sixteen_requests_in_flight_with_bounded_retries(server):
+    """A served model (vLLM, SGLang, TGI) is driven at concurrency 16: that many requests overlap,
+    and a burst of 429s is retried with backoff, a bounded number of times per request."""
+    server.plan["chat/completions"] = [(429, {})] * 6 + [(503, {})] * 2
+    images = [[np.zeros((4, 4, 3), np.uint8)]] * 48
+    out = model(server, concurrency=16, max_retries=3).answer(images, [f"q{i}" for i in range(48)])
+    assert out == [f"1 images: q{i}" for i in range(48)]  # every answer, in order
+    assert 8 <= server.peak <= 16  # requests overlap, never more than the limit
+    assert len(server.requests) == 48 + 8  # each failure retried once more, nothing else repeated
+    with pytest.raises(SampleError, match="4 attempt"):  # a request that keeps failing gives up
+        server.plan["chat/completions"] = [(503, {})] * 4
+        model(server, concurrency=1, max_retries=3).answer(images[:1], ["q"])

@@ -96,10 +96,11 @@ def test_the_launchers_environment_picks_the_shard(monkeypatch):
     assert shards.from_environment("2/3", {"RANK": "0", "WORLD_SIZE": "2"}) == shards.Shard(2, 3)
     assert shards.from_environment(None, {"RANK": "0", "WORLD_SIZE": "1"}) is None
     assert shards.rank_device("cuda", {"LOCAL_RANK": "3"}) == "cuda:3"
-    # the partition depends on the sample id only
+    # the partition covers every sample once, is balanced to one sample and ignores the order given
     ids = [f"s{i}" for i in range(200)]
-    owners = [[s for s in ids if shards.Shard(i, 3).owns(s)] for i in range(3)]
-    assert sorted(sum(owners, [])) == sorted(ids) and min(map(len, owners)) > 40
+    parts = [shards.Shard(i, 3).part(ids) for i in range(3)]
+    assert sorted(s for p in parts for s in p) == sorted(ids) and {len(p) for p in parts} == {66, 67}
+    assert shards.Shard(1, 3).part(ids[::-1]) == parts[1]
 
 
 @pytest.mark.parametrize("text", ["3/2", "2/2", "-1/2", "1/0", "a/b", "1"])

@@ -212,7 +212,8 @@ class Evaluation:
         mine = transitions
         if self.shard is not None:  # this rank's part, less what an earlier launch already holds
             held = done_elsewhere(self.run_dir, self.shard, task.name)
-            mine = [t for t in transitions if self.shard.owns(t.sample_id) and t.sample_id not in held]
+            part = self.shard.part(selected)
+            mine = [t for t in transitions if t.sample_id in part and t.sample_id not in held]
         plan = self.store.plan(task.name, [t.sample_id for t in mine], metrics.versions,
                                retry_failed=self.retry_failed, rescore=rescore)
         todo, stale = set(plan.todo), set(plan.stale)

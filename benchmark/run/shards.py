@@ -1,8 +1,9 @@
 """Data-parallel runs: one run split over ranks (torchrun, `accelerate launch`, Slurm arrays, or
 `--shard i/n`), each rank writing its own shard store, merged into the run afterwards.
 
-- **Partition**: a sample belongs to shard `sha256(sample id) mod n`: deterministic, the same for
-  every task option and batch size, so a relaunch finds the same split.
+- **Partition**: a task's selected samples, ordered by `sha256(sample id)`, are dealt out in turn:
+  shard i takes every n-th from the i-th. Deterministic, independent of the batch size, and balanced
+  to one sample (a plain hash modulo n is off by about sqrt(N/n)).
 - **Stores**: rank i of n evaluates into `<run dir>/shards/<i>-of-<n>/` (its own SQLite store and
   images): no database is shared between machines. It skips samples that the run's merged store,
   or shards of an earlier launch with another n, already hold (read-only), so relaunching with
@@ -48,8 +49,10 @@ class Shard:
     def folder(self, run_dir: Path) -> Path:
         return Path(run_dir) / SHARDS / self.name
 
-    def owns(self, sample_id: str) -> bool:
-        return int.from_bytes(hashlib.sha256(sample_id.encode()).digest()[:8], "big") % self.count == self.index
+    def part(self, sample_ids: list[str]) -> set[str]:
+        """This shard's share of a task's selected samples."""
+        ordered = sorted(sample_ids, key=lambda sid: hashlib.sha256(sid.encode()).digest())
+        return set(ordered[self.index::self.count])
 
     @classmethod
     def parse(cls, text: str) -> Shard:
