@@ -10,20 +10,19 @@ else); images are read on request. results.json is read at once; samples.jsonl o
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..core.errors import BadInput
+from . import objects
 from .records import Prediction
 
 if TYPE_CHECKING:
     import numpy as np
 
-RESULTS, SAMPLES, OBJECTS = "results.json", "samples.jsonl", "objects"
-_DIGEST = re.compile(r"[0-9a-f]{64}")
+RESULTS, SAMPLES = "results.json", "samples.jsonl"
 
 
 @dataclass(frozen=True)
@@ -145,23 +144,11 @@ class RunLog:
 
     def image_path(self, digest: str) -> Path:
         """Where the stored PNG with this sha256 lives (content addressed, as the store writes it)."""
-        if not isinstance(digest, str) or not _DIGEST.fullmatch(digest):
-            raise BadInput(f"{self.path}: {digest!r} is not the sha256 of a stored image")
-        return self.path / OBJECTS / digest[:2] / f"{digest}.png"
+        return objects.path_of(self.path, digest)
 
     def image(self, digest: str) -> np.ndarray:
         """The stored prediction as uint8 HWC RGB."""
-        import numpy as np
-        from PIL import Image
-
-        path = self.image_path(digest)
-        try:
-            with Image.open(path) as image:
-                return np.asarray(image.convert("RGB"))
-        except FileNotFoundError as exc:
-            raise BadInput(f"stored prediction {path} is missing; the run directory is damaged") from exc
-        except (OSError, ValueError) as exc:  # PIL's UnidentifiedImageError and truncated files are OSErrors
-            raise BadInput(f"stored prediction {path} is unreadable ({type(exc).__name__}: {exc})") from exc
+        return objects.get(self.path, digest)
 
 
 def read_run(path: str | Path) -> RunLog:

@@ -8,10 +8,7 @@ row that names them is committed (a crash can leave an orphan file, never a dang
 
 from __future__ import annotations
 
-import hashlib
-import io
 import json
-import os
 import sqlite3
 import time
 from dataclasses import dataclass, field
@@ -21,6 +18,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from ..core.errors import BadInput
+from . import objects
 from .claims import CLAIM_TTL_S, owner_alive, owner_id
 from .records import Prediction, SampleRecord, ScoreRow, SetScore
 
@@ -62,7 +60,6 @@ class RunStore:
         """`any_thread`: the connection may be closed from another thread than the one that opened
         it (a pipeline worker's connection, closed by the evaluation when it ends)."""
         self.run_dir = Path(run_dir)
-        self.objects = self.run_dir / "objects"
         if self.run_dir.exists() and not self.run_dir.is_dir():
             raise BadInput(f"{self.run_dir} is a file, not a run directory; choose another --output")
         try:
@@ -291,12 +288,7 @@ class RunStore:
         keys = {(r[0], r[1]) for r in take}
         scores = [r for r in other.db.execute("SELECT * FROM scores") if (r[0], r[1]) in keys]
         for digest in {d for r in take if r[6] for d in _digests(json.loads(r[6]))}:
-            source, target = other.image_path(digest), self.image_path(digest)
-            if not target.exists():
-                target.parent.mkdir(parents=True, exist_ok=True)
-                tmp = target.with_suffix(f".tmp{os.getpid()}")
-                tmp.write_bytes(source.read_bytes())
-                os.replace(tmp, target)
+            objects.copy(other.run_dir, self.run_dir, digest)
         with self.transaction() as db:
             db.executemany("DELETE FROM scores WHERE task = ? AND sample_id = ?", sorted(keys))
             db.executemany("INSERT OR REPLACE INTO samples VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", take)
@@ -305,36 +297,15 @@ class RunStore:
             db.executemany("INSERT OR IGNORE INTO run_meta VALUES (?, ?)", other.db.execute("SELECT * FROM run_meta"))
         return len(take)
 
-    # images --------------------------------------------------------------------------------
+    # images ------------------------------------------------------------------------------
     def put_image(self, image: np.ndarray) -> str:
-        from PIL import Image
-
-        buffer = io.BytesIO()
-        Image.fromarray(image).save(buffer, format="PNG", compress_level=1)
-        data = buffer.getvalue()
-        digest = hashlib.sha256(data).hexdigest()
-        path = self.image_path(digest)
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".tmp{os.getpid()}")
-            tmp.write_bytes(data)
-            os.replace(tmp, path)
-        return digest
+        return objects.put(self.run_dir, image)
 
     def image_path(self, digest: str) -> Path:
-        return self.objects / digest[:2] / f"{digest}.png"
+        return objects.path_of(self.run_dir, digest)
 
     def get_image(self, digest: str) -> np.ndarray:
-        from PIL import Image
-
-        path = self.image_path(digest)
-        try:
-            with Image.open(path) as image:
-                return np.asarray(image.convert("RGB"))
-        except FileNotFoundError as exc:
-            raise BadInput(f"stored prediction {path} is missing; the run directory is damaged") from exc
-        except OSError as exc:  # truncated or garbage PNG (PIL's UnidentifiedImageError is an OSError)
-            raise BadInput(f"stored prediction {path} cannot be read ({exc}); the run directory is damaged") from exc
+        return objects.get(self.run_dir, digest)
 
 
 def _better(status: str, at: float, old_status: str, old_at: float) -> bool:
