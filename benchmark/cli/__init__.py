@@ -4,8 +4,10 @@ them, so `wmbench --help`, `list` and `validate` start fast."""
 from __future__ import annotations
 
 import argparse
+import signal
 import sqlite3
 import sys
+import threading
 
 from ..core.errors import EXIT_BAD_INPUT, EXIT_SAMPLES_FAILED, BadInput
 from .parser import build_parser
@@ -18,6 +20,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command is None:
         args = parser.parse_args(["run", *(argv or [])])
+    # a scheduler's SIGTERM stops like Ctrl-C: results for what is done, exit 1
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _interrupt) if main_thread else None
     try:
         return args.func(args)
     except BadInput as exc:
@@ -31,6 +36,13 @@ def main(argv: list[str] | None = None) -> int:
         print("wmbench: interrupted; every finished batch is stored: re-run the same command to resume",
               file=sys.stderr)
         return EXIT_SAMPLES_FAILED
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def _refuse(message: str, args: argparse.Namespace) -> int:

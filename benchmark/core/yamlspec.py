@@ -28,6 +28,9 @@ def read_yaml(path: Path) -> Any:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise SpecError(path, None, f"cannot read file: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise SpecError(path, None, f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
+                                    "save the file as UTF-8") from exc
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:

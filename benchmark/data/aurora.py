@@ -29,7 +29,7 @@ from typing import Any, Iterator
 from ..core.errors import SampleError, BadInput
 from ..core.types import LazyImage, Transition
 from .common import (DEFAULT_MAX_PIXELS, IMAGE_OPTIONS, FormatError, check_options, decode_image, option_file,
-                     safe_join)
+                     read_text, safe_join)
 from ..core.frames import FrameSelection
 
 FORMAT = "aurora"
@@ -77,7 +77,7 @@ def read(root: Path, spec: Any, frames: FrameSelection) -> Iterator[Transition]:
 def load_entries(path: Path) -> list:
     """A JSON list, or JSON Lines (one object per line); malformed input names the file and line."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_text(path)
     except OSError as exc:
         raise BadInput(f"cannot read {path}: {exc.strerror or exc}") from exc
     stripped = text.lstrip()

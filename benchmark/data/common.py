@@ -66,6 +66,19 @@ def option_file(fmt: str, root: Path, name: str, what: str) -> Path:
     return path
 
 
+def read_text(path: Path) -> str:
+    """A dataset's text file (annotations, an index) as UTF-8, a leading byte-order mark dropped
+    (Windows editors write one). Bytes that are not UTF-8 are a BadInput naming the file and the
+    line; an OSError is the caller's to report."""
+    data = Path(path).read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise BadInput(f"{path}: line {line} is not UTF-8 text (byte 0x{data[exc.start]:02x}); "
+                       "save the file as UTF-8") from None
+
+
 #: The default of the dataset option `max_pixels` (see `check_pixels`).
 DEFAULT_MAX_PIXELS = 40_000_000
 #: Dataset options every reader that decodes images accepts (merged into the reader's OPTIONS).

@@ -39,8 +39,8 @@ from typing import Any, Iterator
 from ..core.errors import SampleError, BadInput
 from ..core.types import LazyImage, Transition
 from . import video
-from .common import (IMAGE_OPTIONS, FormatError, check_options, decode_image, describe_folder, relative_origin,
-                     safe_join)
+from .common import (IMAGE_OPTIONS, FormatError, check_options, decode_image, describe_folder, read_text,
+                     relative_origin, safe_join)
 from ..core.frames import FrameSelection
 
 FORMAT = "ego4d"
@@ -165,7 +165,7 @@ def _load(root: Path, name: str) -> dict:
     if path is None:
         raise FormatError(FORMAT, root, f"{name} (in the root or annotations/)", describe_folder(root))
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_text(path))
     except json.JSONDecodeError as exc:
         raise BadInput(f"{path}: malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
     if not isinstance(data, dict) or not isinstance(data.get("videos"), list):

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import ast
 import csv
+import io
 import posixpath
 import statistics
 from pathlib import Path
@@ -34,7 +35,7 @@ from ..core.errors import SampleError, BadInput
 from ..core.types import LazyImage, Transition
 from . import video
 from .common import (DEFAULT_MAX_PIXELS, IMAGE_OPTIONS, FormatError, check_options, decode_image, describe_folder,
-                     relative_origin)
+                     read_text, relative_origin)
 from ..core.frames import FrameSelection
 
 FORMAT = "epic"
@@ -211,32 +212,31 @@ def _annotation_file(root: Path, name: str) -> Path:
 
 
 def load_rows(root: Path, path: Path) -> list[dict]:
-    with path.open(encoding="utf-8", newline="") as handle:
-        reader = csv.DictReader(handle)
-        missing = [c for c in REQUIRED if c not in (reader.fieldnames or [])]
-        if missing:
-            raise FormatError(FORMAT, root, f"{path.name} with columns {', '.join(REQUIRED)}",
-                              f"columns {reader.fieldnames} (missing {missing})")
-        rows = []
-        for lineno, row in enumerate(reader, start=2):
-            try:
-                row["start_frame"], row["stop_frame"] = int(row["start_frame"]), int(row["stop_frame"])
-                for key in ("verb_class", "noun_class"):
-                    if row.get(key) not in (None, ""):
-                        row[key] = int(row[key])
-            except ValueError as exc:
-                raise BadInput(f"{path}: line {lineno}: {exc}") from None
-            for key in ("all_nouns", "all_noun_classes"):
-                row[key] = _literal(row.get(key))
-            rows.append(row)
+    reader = csv.DictReader(io.StringIO(read_text(path), newline=""))
+    missing = [c for c in REQUIRED if c not in (reader.fieldnames or [])]
+    if missing:
+        raise FormatError(FORMAT, root, f"{path.name} with columns {', '.join(REQUIRED)}",
+                          f"columns {reader.fieldnames} (missing {missing})")
+    rows = []
+    for lineno, row in enumerate(reader, start=2):
+        try:
+            row["start_frame"], row["stop_frame"] = int(row["start_frame"]), int(row["stop_frame"])
+            for key in ("verb_class", "noun_class"):
+                if row.get(key) not in (None, ""):
+                    row[key] = int(row[key])
+        except ValueError as exc:
+            raise BadInput(f"{path}: line {lineno}: {exc}") from None
+        for key in ("all_nouns", "all_noun_classes"):
+            row[key] = _literal(row.get(key))
+        rows.append(row)
     return rows
 
 
 def _fps_table(folder: Path, rows: list[dict]) -> tuple[dict[str, float], str]:
     info = folder / "EPIC_100_video_info.csv"
     if info.is_file():
-        with info.open(encoding="utf-8", newline="") as handle:
-            table = {r["video_id"]: float(r["fps"]) for r in csv.DictReader(handle) if r.get("fps")}
+        table = {r["video_id"]: float(r["fps"]) for r in csv.DictReader(io.StringIO(read_text(info), newline=""))
+                 if r.get("fps")}
         return table, "EPIC_100_video_info.csv"
     # frame = round(seconds * fps) + 1 in the annotations: the median ratio recovers the rate
     ratios: dict[str, list[float]] = {}

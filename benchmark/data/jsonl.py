@@ -12,6 +12,7 @@ line (exit 2) before any work starts; a missing or corrupt image fails only its 
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 from typing import Any, Iterator
@@ -21,7 +22,7 @@ import numpy as np
 from ..core.errors import BadInput
 from ..core.types import Transition
 from .aurora import image
-from .common import IMAGE_OPTIONS, check_options, option_file
+from .common import IMAGE_OPTIONS, check_options, option_file, read_text
 from ..core.frames import FrameSelection
 
 FORMAT = "jsonl"
@@ -63,17 +64,16 @@ def _records(path: Path) -> Iterator[tuple[int, dict]]:
     """All records are parsed and checked before the first is yielded: a bad line stops the run
     before any model is loaded, not halfway through."""
     records = []
-    with path.open(encoding="utf-8") as handle:
-        for lineno, line in enumerate(handle, start=1):
-            text = line.strip()
-            if not text or text.startswith("//"):
-                continue
-            try:
-                record = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise BadInput(f"{path}: line {lineno} is not valid JSON: {exc.msg} (column {exc.colno})") from None
-            _check(path, lineno, record)
-            records.append((lineno, record))
+    for lineno, line in enumerate(io.StringIO(read_text(path), newline=None), start=1):
+        text = line.strip()
+        if not text or text.startswith("//"):
+            continue
+        try:
+            record = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise BadInput(f"{path}: line {lineno} is not valid JSON: {exc.msg} (column {exc.colno})") from None
+        _check(path, lineno, record)
+        records.append((lineno, record))
     return iter(records)
 
 

@@ -25,6 +25,7 @@ decoded in one pass (`video.FrameGroup`). A video that cannot be read yields one
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 from typing import Any, Iterator
@@ -33,7 +34,7 @@ from ..core.errors import SampleError, BadInput
 from ..core.types import LazyImage, Transition
 from . import video
 from .common import (DEFAULT_MAX_PIXELS, IMAGE_OPTIONS, FormatError, check_options, describe_folder,
-                     relative_origin, safe_join)
+                     read_text, relative_origin, safe_join)
 from ..core.frames import FrameSelection
 
 FORMAT = "ssv2"
@@ -167,8 +168,8 @@ def _with_test_answers(root: Path, ann_dir: Path, path: Path, entries: list) -> 
     if answers_path is None:
         raise BadInput(f"{path} holds video ids only; the SSv2 test split needs test-answers.csv "
                            f"(id;template per line) in {ann_dir}, or use split validation")
-    with answers_path.open(encoding="utf-8", newline="") as handle:
-        answers = {row[0].strip(): row[1].strip() for row in csv.reader(handle, delimiter=";") if len(row) >= 2}
+    rows = csv.reader(io.StringIO(read_text(answers_path), newline=""), delimiter=";")
+    answers = {row[0].strip(): row[1].strip() for row in rows if len(row) >= 2}
     out = []
     for entry in entries:
         vid = str(entry.get("id")) if isinstance(entry, dict) else None
@@ -198,7 +199,7 @@ def video_dir(root: Path, option: str | None) -> Path:
 
 def _json(path: Path) -> Any:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(read_text(path))
     except json.JSONDecodeError as exc:
         raise BadInput(f"{path}: malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
     except OSError as exc:

@@ -66,12 +66,21 @@ class RunStore:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             self.db = sqlite3.connect(self.run_dir / "store.sqlite", timeout=60, isolation_level=None,
                                       check_same_thread=not any_thread)
+            self._refuse_foreign()
             self._enable_wal()
             self.db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process kills
             self.db.executescript(SCHEMA)
         except (OSError, sqlite3.Error) as exc:
             raise BadInput(store_error(self.run_dir, exc)) from exc
         self.owner = owner_id()
+
+    def _refuse_foreign(self) -> None:
+        """An SQLite file of another program (tables, none of ours) is not taken over."""
+        tables = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if tables and "samples" not in tables:
+            self.db.close()
+            raise BadInput(f"{self.run_dir / 'store.sqlite'} is not a wmbench store: an SQLite database of another "
+                           f"program (tables {', '.join(sorted(tables)[:5])}); choose another --output")
 
     def _enable_wal(self, patience_s: float = 60.0) -> None:
         """Switching to WAL needs a moment alone with the file; processes that open a new run
@@ -111,7 +120,8 @@ class RunStore:
             raise BadInput(f"{self.run_dir} holds a run of model '{stored['card']['name']}' (adapter "
                            f"{stored['card']['adapter']}, args {stored['card']['args']}); a run directory holds one "
                            f"model: use another --output for '{model['card']['name']}'")
-        self.set_meta("model", model)
+        if stored != json.loads(json.dumps(model, default=str)):  # a refused command alters nothing
+            self.set_meta("model", model)
 
     def bind_task(self, task: str, fingerprint: str, spec: dict, model: dict, selected: list[str]) -> list[str]:
         """Record what this run directory evaluates for `task` and which samples the current
@@ -124,9 +134,11 @@ class RunStore:
             raise BadInput(
                 f"{self.run_dir} already holds a run of task '{task}' with a different {what}; "
                 f"resuming would mix results. Use another --output directory, or delete {self.run_dir}.")
-        self.db.execute("INSERT OR REPLACE INTO tasks VALUES (?, ?, ?, ?, ?)",
-                        (task, fingerprint, json.dumps(spec, sort_keys=True), json.dumps(model, sort_keys=True),
-                         json.dumps(selected)))
+        binding = (task, fingerprint, json.dumps(spec, sort_keys=True), json.dumps(model, sort_keys=True),
+                   json.dumps(selected))
+        if self.db.execute("SELECT 1 FROM tasks WHERE task = ? AND fingerprint = ? AND spec = ? AND model = ? AND "
+                           "selected = ?", binding).fetchone() is None:  # an unchanged binding is not rewritten
+            self.db.execute("INSERT OR REPLACE INTO tasks VALUES (?, ?, ?, ?, ?)", binding)
         return json.loads(row[2]) if row is not None else []
 
     def _has_samples(self, task: str | None = None) -> bool:

@@ -226,7 +226,13 @@ class Evaluation:
                    desc=f"{self.card.name} | {task.name}", unit="sample", file=sys.stderr, dynamic_ncols=True)
         try:
             if todo_items:
-                self.model.prepare(info)
+                try:
+                    self.model.prepare(info)
+                except BadInput:
+                    raise
+                except (Exception, SystemExit) as exc:  # before any sample: the model cannot run this task
+                    raise BadInput(f"model '{self.card.name}' failed to prepare for task '{task.name}': "
+                                   f"{reason(exc)}") from exc
             evaluated, elsewhere = self._evaluate(task, kind, todo_items, metrics, vocabulary, bar)
             if elsewhere:
                 print(f"wmbench: {elsewhere} sample(s) of {task.name} were evaluated or claimed by another "
