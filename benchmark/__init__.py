@@ -26,7 +26,7 @@ _EXPORTS = {
     # running
     "evaluate": "wmbench.run.api", "rescore": "wmbench.run.api", "merge": "wmbench.run.api",
     "RunResult": "wmbench.run.api", "annotate": "wmbench.run.annotate", "AnnotationResult": "wmbench.run.annotate",
-    "MetricResult": "wmbench.run.api",
+    "MetricResult": "wmbench.run.api", "RunPlan": "wmbench.run.dryrun",
     # reading runs and tabulating them
     "read_run": "wmbench.log.runlog", "RunLog": "wmbench.log.runlog", "leaderboard": "wmbench.analysis.leaderboard",
     # extending: models, metrics, dataset formats

@@ -138,3 +138,18 @@ def test_a_metric_failing_on_one_sample_fails_only_that_sample(workspace, batch_
     poisoned = sum(int(square_frame(10 + i % 3, 10 + i % 5, 32, seed=i)[0, 0, 0]) == POISON for i in range(12))
     assert fragile.n_failed == poisoned >= 1 and fragile.n == 12 - poisoned
     assert result.metrics["pairs_fragile"]["l1"].n == 12  # the sample's other scores stand
+
+
+class FramedShift(ShiftRight):
+    """Returns its frames with details, as the built-in image adapters record their geometry."""
+
+    def predict_next(self, batch, n=1):
+        from wmbench.models.base import Frame
+
+        return [[Frame(p[0], {"geometry": {"filled_from_source": 0.25}})] for p in super().predict_next(batch, n)]
+
+
+def test_prediction_details_are_recorded_with_the_sample(workspace):
+    wmbench.evaluate("pairs_fdp", FramedShift(), output=workspace / "runs" / "framed", progress=False)
+    samples = wmbench.read_run(workspace / "runs" / "framed").samples
+    assert {s.sample["model_details"]["geometry"]["filled_from_source"] for s in samples} == {0.25}

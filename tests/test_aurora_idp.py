@@ -60,7 +60,7 @@ def test_idp_specs_read_one_subset_each_and_only_subsets_with_targets(full_bench
     for subset in SUBSETS:
         spec = specs[f"aurora_{subset}_idp"]
         assert spec.kind == "idp" and spec.dataset.format == "aurora" and spec.dataset.subfolder == "aurora-bench"
-        assert list(spec.suites) == ["aurora-bench-idp"]
+        assert list(spec.suites) == ["aurora-bench-idp", "paper-table1"]  # paper-table1: the paper's IDP table
         assert [m.key for m in metric_refs(spec.metrics)] == METRICS
         assert spec.prompt is None  # the default IDP prompt: the paper's prompt is not known here
         transitions = list(read(full_bench, spec.dataset, FrameSelection()))

@@ -250,3 +250,49 @@ def test_sixteen_requests_in_flight_with_bounded_retries(server):
     with pytest.raises(SampleError, match="4 attempt"):  # a request that keeps failing gives up
         server.plan["chat/completions"] = [(503, {})] * 4
         model(server, concurrency=1, max_retries=3).answer(images[:1], ["q"])
+
+
+# -- issue 11, point 6: gpt-image edits and max_completion_tokens ------------------------------------
+
+def multipart_fields(body: bytes, ctype: str) -> dict[str, str]:
+    message = BytesParser(policy=email_policy).parsebytes(f"Content-Type: {ctype}\r\n\r\n".encode() + body)
+    return {p.get_param("name", header="content-disposition"): p.get_content() for p in message.iter_parts()
+            if p.get_param("name", header="content-disposition") != "image"}
+
+
+def test_gpt_image_edits_send_no_response_format(server):
+    """gpt-image-* models answer 400 to `response_format` (they always return b64_json); dall-e-2
+    defaults to URLs, so it is asked for b64_json."""
+    batch = make_batch(1)
+    out = model(server, edit_model="gpt-image-1").predict_next(batch)
+    assert np.array_equal(out[0][0], 255 - batch.sources[0])
+    model(server, edit_model="dall-e-2").predict_next(batch)
+    sent = [multipart_fields(body, headers["Content-Type"]) for _, headers, body in server.requests]
+    assert "response_format" not in sent[0] and sent[0]["model"] == "gpt-image-1"
+    assert sent[1]["response_format"] == "b64_json"
+
+
+def test_a_400_naming_response_format_is_resent_without_it(server):
+    server.error_prefix = "Unknown parameter: 'response_format'. "
+    server.plan["images/edits"] = [(400, {})]
+    m = model(server, edit_model="some-edit-model", max_retries=0)
+    batch = make_batch(1)
+    assert np.array_equal(m.predict_next(batch)[0][0], 255 - batch.sources[0])
+    m.predict_next(batch)  # remembered: no second 400
+    sent = [multipart_fields(body, headers["Content-Type"]) for _, headers, body in server.requests]
+    assert [("response_format" in s) for s in sent] == [True, False, False]
+
+
+def test_max_completion_tokens_for_openai_and_when_a_server_asks_for_it(server):
+    official = OpenAIChatModel(model="o3", base_url="https://api.openai.com/v1", api_key_env="WMBENCH_TEST_KEY")
+    payload = official._chat_payload([np.zeros((4, 4, 3), np.uint8)], "q")
+    assert payload["max_completion_tokens"] == 64 and "max_tokens" not in payload
+    server.error_prefix = ("Unsupported parameter: 'max_tokens' is not supported with this model. "
+                           "Use 'max_completion_tokens' instead. ")
+    server.plan["chat/completions"] = [(400, {})]
+    m = model(server, max_retries=0, max_tokens=32, concurrency=1)
+    assert m.answer([[np.zeros((4, 4, 3), np.uint8)]] * 2, ["q", "r"]) == ["1 images: q", "1 images: r"]
+    bodies = [json.loads(body) for _, _, body in server.requests]
+    assert "max_tokens" in bodies[0] and all(b.get("max_completion_tokens") == 32 and "max_tokens" not in b
+                                             for b in bodies[1:])
+    assert model(server, max_tokens_field="max_tokens")._chat_payload([], "q")["max_tokens"] == 64

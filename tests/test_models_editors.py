@@ -41,7 +41,9 @@ def test_matches_the_pipeline_called_directly(folder):
     """Sample 1 of a batch of 3 with n=2 equals a direct one-prompt pipeline call with the same
     generator: the adapter pairs prompts with their own images and seeds per sample."""
     from diffusers import StableDiffusionInstructPix2PixPipeline
-    from PIL import Image
+    from PIL import Image, ImageOps
+
+    from wmbench.models.geometry import edit_cli_fit, unframe
 
     batch = make_batch()
     edits = InstructPix2PixEditor(path=str(folder), seed=7, **ARGS).predict_next(batch, n=2)
@@ -50,13 +52,14 @@ def test_matches_the_pipeline_called_directly(folder):
     pipe = StableDiffusionInstructPix2PixPipeline.from_pretrained(str(folder), safety_checker=None,
                                                                   requires_safety_checker=False)
     pipe.set_progress_bar_config(disable=True)
+    framing = edit_cli_fit(50, 40, 32)  # edit_cli.py: long side ~32, multiples of 64 -> 64 x 64
+    assert framing.size == (64, 64)
     for j in range(2):
-        image = Image.fromarray(batch.sources[1]).resize((32, 32), Image.BICUBIC)
+        image = ImageOps.fit(Image.fromarray(batch.sources[1]), framing.size, method=Image.Resampling.LANCZOS)
         out = pipe(prompt=batch.actions[1], image=image, num_inference_steps=3, guidance_scale=5.0,
                    image_guidance_scale=1.3, generator=torch_generator(7, ["0", "s1", str(j)], "cpu"),
                    output_type="np").images[0]
-        expected = np.asarray(Image.fromarray((np.clip(out, 0, 1) * 255).round().astype(np.uint8))
-                              .resize((50, 40), Image.BICUBIC))
+        expected = unframe((np.clip(out, 0, 1) * 255).round().astype(np.uint8), framing, batch.sources[1])
         assert np.abs(expected.astype(int) - edits[1][j].astype(int)).max() <= 1
     assert not np.array_equal(edits[1][0], edits[1][1])  # two draws, two seeds
 

@@ -118,3 +118,47 @@ def test_fingerprint_names_checkpoint_not_weights_bytes(model):
     fp = model.fingerprint()
     assert fp["checkpoint"].endswith(Path(model.path).name) and len(fp["config_sha256"]) == 64
     assert "model.safetensors" in fp["weights"]
+
+
+class _LeftPadding:
+    """A processor that pads on the left whatever it is asked (as InternVL's, Aya-Vision's, Llama 4's
+    and Cohere2-Vision's default `padding_side="left"` does when the tokenizer's init kwargs do not
+    name one)."""
+
+    def __init__(self, processor):
+        self._inner = processor
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+    def __call__(self, *args, **kwargs):
+        kwargs["padding_side"] = "left"
+        return self._inner(*args, **kwargs)
+
+
+@pytest.mark.parametrize("force", ["processor_default", "always"])
+def test_action_logprob_is_right_whatever_side_the_processor_pads(tmp_path_factory, force):
+    """Issue 11, point 3: scoring took the first n positions of each row as its prompt, which is
+    wrong for left-padded rows (-41.878 instead of -41.822 on this tiny Qwen2-VL)."""
+    folder = tiny_models.build_qwen2_vl(tmp_path_factory.mktemp("qwen-left"))
+    model = HFVisionLanguageModel(path=str(folder))
+    model._load()
+    if force == "processor_default":
+        model._processor.text_kwargs = {"padding_side": "left"}  # a processor-level default, as InternVL's
+        model._processor.tokenizer.init_kwargs.pop("padding_side", None)
+    else:
+        model._processor = _LeftPadding(model._processor)
+    batch = make_batch()
+    inputs = model._encode(_pairs_of(batch), list(batch.prompts), "right")
+    lengths = inputs["attention_mask"].sum(1)
+    if force == "always":
+        assert int(lengths.min()) < inputs["attention_mask"].shape[1]
+        assert bool((inputs["attention_mask"][:, -1] == 1).all())  # left padded indeed
+    scores = model.action_logprob(batch, ACTIONS)
+    for i, action in enumerate(ACTIONS):
+        expected, _ = reference_logprob(model, batch, i, action)
+        assert scores[i] == pytest.approx(expected, abs=2e-3)
+
+
+def _pairs_of(batch: Batch) -> list:
+    return [[s, t] for s, t in zip(batch.sources, batch.targets)]

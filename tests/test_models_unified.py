@@ -64,7 +64,7 @@ def test_janus_sampler_matches_transformers_generate(folders):
     with torch.no_grad():
         config = model.model.generation_config
         config.generation_kwargs = {"boi_token_id": proc.tokenizer.convert_tokens_to_ids(proc.image_start_token)}
-        config.bos_token_id, config.pad_token_id = proc.tokenizer.bos_token_id, proc.tokenizer.pad_token_id
+        config.bos_token_id, config.pad_token_id = proc.tokenizer.bos_token_id, model._pad_id()
         reference = model.model.generate(input_ids=ids, attention_mask=mask, generation_mode="image",
                                          generation_config=config, do_sample=False, guidance_scale=3.0)
     assert torch.equal(ours, reference)
@@ -76,8 +76,7 @@ def test_emu3_structure_and_decoder_match_transformers(folders):
     model = Emu3WorldModel(path=str(folders["emu3"]), resolution=32, seed=0)
     model._load()
     batch = make_batch(2)
-    sources = [np.asarray(tiny_models_pil(s).resize((32, 32))) for s in batch.sources]
-    ids, mask, embeds, tail = model._encode(sources, list(batch.actions))
+    ids, mask, embeds, tail = model._encode(batch.sources, list(batch.actions))
     h, w = model.grid
     tokens = model._sample(ids, mask, embeds, tail, n=1, generators=[torch.Generator().manual_seed(j) for j in range(2)])
     assert tokens.shape == (2, h * (w + 1))
@@ -152,10 +151,12 @@ def test_teacher_forcing_matches_the_samplers_log_probabilities(folders, name):
     from wmbench.models.unified_likelihood import teacher_forced_logprobs
 
     cls, kwargs = CASES[name]
-    model = cls(path=str(folders[name]), guidance=1.0, temperature=1.0, **kwargs)
+    unguided = {"guidance": 1.0, "temperature": 1.0, "top_k": 0, "top_p": 1.0}
+    unguided.update({"image_guidance": 1.0} if name == "chameleon" else {})
+    model = cls(path=str(folders[name]), **unguided, **kwargs)
     model._load()
     batch = make_batch()
-    ids, mask, embeds, tail = model._encode(model._resized(batch.sources), model._texts(batch))
+    ids, mask, embeds, tail = model._encode(batch.sources, model._texts(batch))
     assert len(set(mask.sum(1).tolist())) > 1  # the prompts have different lengths: left padding is exercised
     drawn: list = []
     generators = [torch.Generator().manual_seed(j) for j in range(3)]
@@ -207,9 +208,9 @@ def test_target_tokens_have_the_samplers_shape_and_vocabulary(folders, name):
     model = cls(path=str(folders[name]), **kwargs)
     model._load()
     batch = make_batch()
-    sources = model._resized(batch.sources)
+    sources = batch.sources
     ids, mask, embeds, _ = model._encode(sources, model._texts(batch))
-    tokens = model._image_tokens(model._resized(make_targets()))
+    tokens = model._image_tokens(make_targets())
     assert tokens.shape == (3, model._num_steps())
     assert len(model._decode(tokens)) == 3  # what the sampler returns, the decoder reads
     for step in range(model._num_steps()):

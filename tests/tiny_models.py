@@ -15,9 +15,11 @@ CORPUS = ["move the red block to the left", "push the cup forward", "open the dr
           "what changed? answer with the action", "put the apple in the bowl"] * 10
 
 
-def bpe_tokenizer(specials: list[str], vocab_size: int = 400, **special_kwargs):
-    """A byte-level BPE tokenizer (tokenizers library) trained offline, wrapped for transformers."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+def bpe_tokenizer(specials: list[str], vocab_size: int = 400, add_bos: bool = False, **special_kwargs):
+    """A byte-level BPE tokenizer (tokenizers library) trained offline, wrapped for transformers;
+    `add_bos` prepends `bos_token` to every encoding, as the Llama tokenizers of Janus and
+    Chameleon do."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
     raw = Tokenizer(models.BPE())
@@ -26,6 +28,10 @@ def bpe_tokenizer(specials: list[str], vocab_size: int = 400, **special_kwargs):
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     raw.train_from_iterator(CORPUS, trainer)
+    if add_bos:
+        bos = special_kwargs["bos_token"]
+        raw.post_processor = processors.TemplateProcessing(single=f"{bos} $A", pair=f"{bos} $A {bos} $B",
+                                                           special_tokens=[(bos, raw.token_to_id(bos))])
     return PreTrainedTokenizerFast(tokenizer_object=raw, **special_kwargs)
 
 
@@ -184,9 +190,10 @@ def build_janus(folder: Path, seed: int = 0) -> Path:
     import torch
     from transformers import JanusConfig, JanusForConditionalGeneration, JanusImageProcessor, JanusProcessor
 
+    # "<｜▁pad▁｜>": the pad upstream's VLChatProcessor uses, distinct from the tokenizer's pad token
     specials = ["<|begin_of_sentence|>", "<|end_of_sentence|>", "<|pad|>", "<image_placeholder>",
-                "<begin_of_image>", "<end_of_image>"]
-    tok = bpe_tokenizer(specials, bos_token="<|begin_of_sentence|>", eos_token="<|end_of_sentence|>",
+                "<begin_of_image>", "<end_of_image>", "<\uff5c\u2581pad\u2581\uff5c>"]
+    tok = bpe_tokenizer(specials, add_bos=True, bos_token="<|begin_of_sentence|>", eos_token="<|end_of_sentence|>",
                         pad_token="<|pad|>", extra_special_tokens={
                             "image_token": "<image_placeholder>", "boi_token": "<begin_of_image>",
                             "eoi_token": "<end_of_image>"})
@@ -208,7 +215,7 @@ def build_janus(folder: Path, seed: int = 0) -> Path:
         image_token_id=ids["<image_placeholder>"])
     torch.manual_seed(seed)
     model = JanusForConditionalGeneration(config)
-    model.generation_config.pad_token_id = ids["<|pad|>"]
+    model.generation_config.pad_token_id = ids["<\uff5c\u2581pad\u2581\uff5c>"]  # as convert_janus_weights_to_hf.py
     model.generation_config.generation_kwargs = {"boi_token_id": ids["<begin_of_image>"]}
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
@@ -231,9 +238,10 @@ def build_chameleon(folder: Path, seed: int = 0, with_decoder: bool = True) -> P
     from wmbench.models.chameleon_vq import build_decoder
 
     codebook = 16
-    specials = ["<s>", "</s>", "<pad>", "<image>", "<racm3:break>", "<eoss>"]
+    # "<reserved08706>": Chameleon's END-OF-TURN, the real tokenizer's sep token (not set here)
+    specials = ["<s>", "</s>", "<pad>", "<image>", "<racm3:break>", "<eoss>", "<reserved08706>"]
     specials += [chameleon_image_token(c) for c in range(codebook)]
-    tok = bpe_tokenizer(specials, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
+    tok = bpe_tokenizer(specials, add_bos=True, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
                         extra_special_tokens={"image_token": "<image>", "boi_token": "<racm3:break>",
                                               "eoi_token": "<eoss>"})
     size = 16

@@ -41,15 +41,23 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.no_progress:  # also the bars of libraries that load weights (transformers, sentence-transformers)
         os.environ["TQDM_DISABLE"] = "1"
     tasks = task_specs(_csv(args.tasks) or ["default"], limit=args.limit, seed=args.seed,
-                       dataset_options=_options(args.dataset_option), include_path=args.include_path)
+                       dataset_options=_options(args.dataset_option), include_path=args.include_path,
+                       judge=args.judge, judge_args=parse_model_args(args.judge_args) or None,
+                       with_counterfactual=args.counterfactual)  # the judge and the switch: rewritten once, here
     model_args = parse_model_args(args.model_args)
     if args.model_name and len(_csv(args.model)) != 1:
         raise BadInput("--model-name names one model; pass a single --model")
     cards = [model_card(m, model_args, args.model_name)[0] for m in _csv(args.model)]
     plan = model_plan(cards, tasks) if cards else default_plan(tasks, model_args)
     single = args.output is not None and args.model is not None and len(plan) == 1
+    if args.output is not None and not args.output.strip():
+        raise BadInput("--output is empty: name a run directory (default runs/<model>)")
     output = Path(args.output) if args.output is not None else DEFAULT_OUTPUT
     failed, run_dirs = 0, []
+    if args.dry_run:  # the same plan, printed; nothing built, run or written
+        from .protocol import dry_run
+
+        return dry_run(args, [(card, t, output if single else output / card.name) for card, t in plan])
     for card, card_tasks in plan:
         run_dir = output if single else output / card.name
         result = evaluate(card_tasks, card, output=run_dir, batch_size=args.batch_size, device=args.device,
@@ -86,12 +94,14 @@ def cmd_list(args: argparse.Namespace) -> int:
     if args.what == "tasks":
         from ..core.tasks import discover_tasks, load_task
 
+        from .protocol import call_notes
+
         for name, path in sorted(discover_tasks(args.include_path).items()):
             try:
                 spec = load_task(path)
                 suites = f"  [{', '.join(spec.suites)}]" if spec.suites else ""
                 print(f"{name:28s} {spec.kind}  {spec.dataset.format}:{spec.dataset.subfolder}{suites}  "
-                      f"metrics: {', '.join(r.key for r in spec.metric_refs)}")
+                      f"metrics: {', '.join(r.key for r in spec.metric_refs)}{call_notes(spec)}")
             except BadInput as exc:
                 print(f"{name:28s} INVALID: {exc}")
     elif args.what == "models":
@@ -221,3 +231,12 @@ def cmd_weights(args: argparse.Namespace) -> int:
     from ..metrics.weights import main as weights_main
 
     return weights_main(args.action, args.ids, args.weights_dir)
+
+
+def cmd_judge_drift(args: argparse.Namespace) -> int:
+    from ..analysis.judge_drift import judge_drift, render
+
+    report = judge_drift(Path(args.run_a), Path(args.run_b), tasks=_csv(args.tasks) or None,
+                         metric_a=args.metric_a, metric_b=args.metric_b, top=args.top, seed=args.seed)
+    print(render(report, args.format), end="")
+    return EXIT_OK

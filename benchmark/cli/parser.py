@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .commands import (DEFAULT_OUTPUT, cmd_run, cmd_annotate, cmd_list, cmd_validate, cmd_data_make, cmd_data_inspect, cmd_leaderboard, cmd_merge, cmd_compare, cmd_report, cmd_weights)
+from .commands import (DEFAULT_OUTPUT, cmd_run, cmd_annotate, cmd_list, cmd_validate, cmd_data_make, cmd_data_inspect, cmd_leaderboard, cmd_merge, cmd_compare, cmd_report, cmd_weights, cmd_judge_drift)
 
 
 # parser --------------------------------------------------------------------------------------
@@ -50,6 +50,18 @@ def build_parser() -> argparse.ArgumentParser:
                      help="evaluate shard I of N (from 0) into <output>/shards/I-of-N; default: the launcher's "
                           "RANK/WORLD_SIZE (torchrun, accelerate) or Slurm array variables; the last shard to "
                           "finish merges (docs/scaling.md)")
+    run.add_argument("--judge", metavar="NAME|CARD",
+                     help="the judge of every judged metric (vlm_judge): a card name, card YAML or adapter; the "
+                          "column becomes <metric>@<judge> (docs/paper-protocol.md)")
+    run.add_argument("--judge-args", metavar="K=V,...", help="model args of the judge (values parsed as YAML scalars)")
+    switch = run.add_mutually_exclusive_group()
+    switch.add_argument("--with-counterfactual", dest="counterfactual", action="store_true", default=None,
+                        help="add counterfactual_sensitivity to FDP tasks: one more model call per sample")
+    switch.add_argument("--no-counterfactual", dest="counterfactual", action="store_false",
+                        help="leave out metrics that need counterfactual predictions (halves an FDP task's calls)")
+    run.add_argument("--dry-run", action="store_true",
+                     help="print per model x task the samples, model / judge / verifier calls, frames to decode and "
+                          "the estimated cost, then exit 0 without loading any model or writing anything")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
     run.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                      help="print the traceback behind an error message")
@@ -150,6 +162,21 @@ def build_parser() -> argparse.ArgumentParser:
                                         "else $WMBENCH_DATA_DIR)")
     rep.add_argument("--thumb-size", type=int, default=128, help="thumbnail size in pixels (default 128)")
     rep.set_defaults(func=cmd_report)
+
+    drift = sub.add_parser("judge-drift", help="compare the judge scores of the same predictions under two judges",
+                           description="Judge scores of the same stored predictions in two runs (another judge, or the "
+                                       "same judge at another date: `wmbench run ... --rescore --judge X` into a copy "
+                                       "of a run): Spearman and Kendall rank correlation, the mean shift B - A with a "
+                                       "95% bootstrap CI, and the samples that moved most. docs/paper-protocol.md.")
+    drift.add_argument("run_a", metavar="RUN_A")
+    drift.add_argument("run_b", metavar="RUN_B")
+    drift.add_argument("--tasks", help="comma-separated task names (default: the tasks both runs judged)")
+    drift.add_argument("--metric-a", help="the judged metric key in RUN_A (default: its only judged metric per task)")
+    drift.add_argument("--metric-b", help="the judged metric key in RUN_B (default: its only judged metric per task)")
+    drift.add_argument("--top", type=int, default=10, help="samples that moved most, per task (default 10)")
+    drift.add_argument("--format", default="text", choices=["text", "md", "json"])
+    drift.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    drift.set_defaults(func=cmd_judge_drift)
 
     weights = sub.add_parser("weights", help="list, fetch or verify metric weights")
     weights.add_argument("action", choices=["list", "fetch", "verify"])

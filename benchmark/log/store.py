@@ -77,7 +77,8 @@ class RunStore:
     def _refuse_foreign(self) -> None:
         """An SQLite file of another program (tables, none of ours) is not taken over."""
         tables = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        if tables and "samples" not in tables:
+        ours = {"run_meta", "tasks", "samples", "claims", "scores", "set_scores"}  # (another process may be
+        if tables and not tables & ours:                                            # creating them right now)
             self.db.close()
             raise BadInput(f"{self.run_dir / 'store.sqlite'} is not a wmbench store: an SQLite database of another "
                            f"program (tables {', '.join(sorted(tables)[:5])}); choose another --output")
@@ -112,34 +113,43 @@ class RunStore:
         self.db.execute("INSERT OR REPLACE INTO run_meta VALUES (?, ?)", (key, json.dumps(value, default=str)))
 
     # the run's identity: one model, and per task one configuration ------------------------
-    def bind_model(self, model: dict) -> None:
-        """A run directory holds one model card (adapter and args): refuse another once anything
-        is stored; a binding under which nothing was stored yet (a rejected command) is replaced."""
+    def check_model(self, model: dict) -> None:
+        """Refuse another model card (adapter and args) once anything is stored (read only)."""
         stored = self.meta("model")
         if stored is not None and stored != json.loads(json.dumps(model, default=str)) and self._has_samples():
             raise BadInput(f"{self.run_dir} holds a run of model '{stored['card']['name']}' (adapter "
                            f"{stored['card']['adapter']}, args {stored['card']['args']}); a run directory holds one "
                            f"model: use another --output for '{model['card']['name']}'")
-        if stored != json.loads(json.dumps(model, default=str)):  # a refused command alters nothing
+
+    def bind_model(self, model: dict) -> None:
+        """A run directory holds one model card: see `check_model`; a binding under which nothing
+        was stored yet (a rejected command) is replaced."""
+        self.check_model(model)
+        if self.meta("model") != json.loads(json.dumps(model, default=str)):  # a refused command alters nothing
             self.set_meta("model", model)
 
-    def bind_task(self, task: str, fingerprint: str, spec: dict, model: dict, selected: list[str]) -> list[str]:
-        """Record what this run directory evaluates for `task` and which samples the current
-        invocation selected (results.json reports those); refuse a different configuration once
-        samples are stored. A spec with the same fingerprint replaces the stored one (e.g. metrics
-        were added, another limit). Returns the selection the previous invocation made."""
-        row = self.db.execute("SELECT fingerprint, model, selected FROM tasks WHERE task = ?", (task,)).fetchone()
+    def check_task(self, task: str, fingerprint: str, model: dict) -> None:
+        """Refuse another configuration of `task` once samples of it are stored (read only)."""
+        row = self.db.execute("SELECT fingerprint, model FROM tasks WHERE task = ?", (task,)).fetchone()
         if row is not None and (row[0] != fingerprint or json.loads(row[1]) != model) and self._has_samples(task):
             what = "task spec (dataset, frames, prompt or seed)" if row[0] != fingerprint else "model (adapter or args)"
             raise BadInput(
                 f"{self.run_dir} already holds a run of task '{task}' with a different {what}; "
                 f"resuming would mix results. Use another --output directory, or delete {self.run_dir}.")
+
+    def bind_task(self, task: str, fingerprint: str, spec: dict, model: dict, selected: list[str]) -> list[str]:
+        """Record what this run directory evaluates for `task` and which samples the current
+        invocation selected (results.json reports those); refuse a different configuration (see
+        `check_task`). A spec with the same fingerprint replaces the stored one (e.g. metrics were
+        added, another limit). Returns the selection the previous invocation made."""
+        self.check_task(task, fingerprint, model)
+        row = self.db.execute("SELECT selected FROM tasks WHERE task = ?", (task,)).fetchone()
         binding = (task, fingerprint, json.dumps(spec, sort_keys=True), json.dumps(model, sort_keys=True),
                    json.dumps(selected))
         if self.db.execute("SELECT 1 FROM tasks WHERE task = ? AND fingerprint = ? AND spec = ? AND model = ? AND "
                            "selected = ?", binding).fetchone() is None:  # an unchanged binding is not rewritten
             self.db.execute("INSERT OR REPLACE INTO tasks VALUES (?, ?, ?, ?, ?)", binding)
-        return json.loads(row[2]) if row is not None else []
+        return json.loads(row[0]) if row is not None else []
 
     def _has_samples(self, task: str | None = None) -> bool:
         query, args = ("SELECT 1 FROM samples WHERE task = ? LIMIT 1", (task,)) if task else ("SELECT 1 FROM samples LIMIT 1", ())

@@ -10,12 +10,15 @@ Any adapter with the `answer(images, prompts)` capability can judge: an OpenAI-c
 endpoint or a local HF VLM. Options: `model` (adapter, card name or card path), `model_args`,
 `retries` (re-asks for unparseable replies, default 2), `prompt` (template with {instruction}).
 Raw replies are returned as the details of `Scores` (one dict per sample: judge, replies, the two scores, and
-"failed": True with the reason when no reply parsed). Not marked edit-aware: it ranks copy low
-only as far as the judge model follows the protocol.
+"failed": True with the reason when no reply parsed; `api`: per reply, the API's `model` and
+`system_fingerprint`, for judges that report them). `describe()` adds `judge` (who judges: card,
+API model, temperature, seed, retries, prompt hash) to the metric's results.json entry. Not marked
+edit-aware: it ranks copy low only as far as the judge model follows the protocol.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from typing import Any
@@ -23,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from ..core.errors import BadInput
+from ..core.secrets import scrub
 from .base import MetricInput, ModelBackedMetric, Scores
 
 PROMPT = (
@@ -42,15 +46,21 @@ ALIASES = {
                         "score_minimal"),
 }
 _NUMBER = r"(-?\d+(?:\.\d+)?)(?:\s*/\s*10)?"
+#: The one prose form read from a reply without a JSON answer: "<name>: <score>" (markdown emphasis
+#: around the name allowed, ':' or '='; the score a number, optionally "/10") that ends its clause
+#: ('.', ',', ';', ')' or the line's end), each name once. "Editing success: 2 of the 3 cups ..."
+#: holds no score: such a reply is a failed score (the reply is kept in the details).
+_PROSE = r"(?<!\w)(?:{names})[*_\s]*[:=][*\s]*" + _NUMBER + r"[*\s]*(?=[.,;)]|$)"
 
 
 def _as_score(value: Any) -> float | None:
+    """A JSON value as a 0-10 score: a number, or a string that is only a number (optionally "/10")."""
     if isinstance(value, bool):
         return None
     if isinstance(value, (int, float)):
         number = float(value)
     else:
-        found = re.search(_NUMBER, str(value))
+        found = re.fullmatch(r"\s*" + _NUMBER + r"\s*", str(value))
         number = float(found.group(1)) if found else None
     return number if number is not None and 0.0 <= number <= 10.0 else None
 
@@ -74,18 +84,30 @@ def _json_objects(text: str) -> list[dict]:
 
 
 def parse_reply(text: str) -> tuple[float, float] | None:
-    """(editing_success, minimal_editing) from a judge reply, or None if it has no valid pair."""
+    """(editing_success, minimal_editing) from a judge reply, or None if it has no valid pair.
+
+    JSON first: the first object (fenced, in prose, or between VIEScore's `||V^=^V||` delimiters)
+    with both named scores (`ALIASES`), or VIEScore's `{"score": [editing success, overediting]}`
+    (TIGER-AI-Lab/VIEScore `tie_rule_SC.txt`: score2 rates overediting, 10 = a minimal edit). A reply
+    whose JSON names a score is judged by its JSON alone. Otherwise the one prose form `_PROSE`.
+    Anything else is None (a failed score)."""
+    judged_by_json = False
     for obj in _json_objects(text):
         lowered = {str(k).strip().lower(): v for k, v in obj.items()}
         pair = [next((_as_score(lowered[a]) for a in ALIASES[key] if a in lowered), None) for key in ALIASES]
         if None not in pair:
             return pair[0], pair[1]
-    # prose fallback: "Editing success: 7/10 ... Minimal editing: 9"
+        score = lowered.get("score")
+        if isinstance(score, list) and len(score) == 2 and None not in (pair := [_as_score(v) for v in score]):
+            return pair[0], pair[1]
+        judged_by_json |= "score" in lowered or any(a in lowered for names in ALIASES.values() for a in names)
+    if judged_by_json:
+        return None
     pair = []
     for aliases in ALIASES.values():
         names = "|".join(re.escape(a).replace(r"\ ", r"[ _]").replace("_", "[ _]") for a in aliases)
-        found = re.search(rf"(?:{names})\W{{0,10}}{_NUMBER}", text, flags=re.IGNORECASE)
-        pair.append(_as_score(found.group(1)) if found else None)
+        found = {m.group(1) for m in re.finditer(_PROSE.format(names=names), text, flags=re.IGNORECASE | re.MULTILINE)}
+        pair.append(_as_score(found.pop()) if len(found) == 1 else None)  # a name given twice differently: none
     return (pair[0], pair[1]) if None not in pair else None
 
 
@@ -110,27 +132,65 @@ class VLMJudge(ModelBackedMetric):
         return {"model": self.model_name, "model_args": self.model_args, "retries": self.retries,
                 "prompt": self.prompt}
 
+    def describe(self) -> dict[str, Any]:
+        """As every metric's, plus `judge`: who judges (see `provenance`)."""
+        return {**super().describe(), "judge": self.provenance()}
+
+    def provenance(self) -> dict[str, Any]:
+        """The judge as results.json records it: `model` (the card or adapter named by the option),
+        `card`, `adapter`, `card_fingerprint`, `api_model` (the model the card asks the API or
+        loads), `base_url`, `temperature`, `seed`, `max_tokens`, `retries` and `prompt_sha256`. What
+        each reply says about the model that wrote it (the API's `model` and `system_fingerprint`)
+        is in the sample's details (`api`), since it can change between calls."""
+        record: dict[str, Any] = {"model": self.model_id(), "retries": self.retries,
+                                  "prompt_sha256": hashlib.sha256(self.prompt.encode("utf-8")).hexdigest()}
+        if self.model_name is None:
+            cls = type(self._adapter)
+            return {**record, "adapter": f"{cls.__module__}:{cls.__qualname__}",
+                    "temperature": getattr(self._adapter, "temperature", None)}
+        try:
+            from ..models import adapter_class
+
+            card = self.model_card()
+            settings = {**_defaults(adapter_class(card)), **card.args}
+        except BadInput as exc:
+            return {**record, "error": scrub(str(exc))}
+        text = (lambda v: scrub(str(v)) if v is not None else None)
+        return {**record, "card": card.name, "adapter": card.adapter, "card_fingerprint": card.fingerprint,
+                "api_model": text(settings.get("model", settings.get("path"))), "base_url": text(settings.get("base_url")),
+                "temperature": settings.get("temperature"), "seed": settings.get("seed"),
+                "max_tokens": settings.get("max_tokens", settings.get("max_new_tokens"))}
+
     def score(self, batch: MetricInput) -> Scores:
         n = len(batch.predictions)
         actions = batch.actions or [""] * n
         judge = self.adapter()
-        details = [{"judge": self.model_id(), "replies": []} for _ in range(n)]
+        ask = getattr(judge, "answer_with_meta", None)  # replies that say which model wrote them (API judges)
+        details = [{"judge": self.model_id(), "replies": [], **({"api": []} if ask else {})} for _ in range(n)]
         parsed: list[tuple[float, float] | None] = [None] * n
         pending = list(range(n))
         for _attempt in range(1 + self.retries):
             if not pending:
                 break
             try:
-                replies = judge.answer([[batch.sources[i], batch.predictions[i]] for i in pending],
-                                       [self.prompt.format(instruction=actions[i]) for i in pending])
+                images = [[batch.sources[i], batch.predictions[i]] for i in pending]
+                prompts = [self.prompt.format(instruction=actions[i]) for i in pending]
+                if ask is not None:
+                    replies, metas = map(list, zip(*ask(images, prompts))) if pending else ([], [])
+                else:
+                    replies, metas = judge.answer(images, prompts), None
             except BadInput:
                 raise  # the judge cannot load or is misconfigured: retrying cannot help
             except Exception as exc:  # noqa: BLE001 - an endpoint error is a retry, not a crash of the batch
                 for i in pending:
-                    details[i]["replies"].append(f"<error: {type(exc).__name__}: {exc}>")
+                    details[i]["replies"].append(scrub(f"<error: {type(exc).__name__}: {exc}>"))
+                    if ask is not None:
+                        details[i]["api"].append(None)  # aligned with `replies`
                 continue
-            for i, reply in zip(pending, replies):
+            for j, (i, reply) in enumerate(zip(pending, replies)):
                 details[i]["replies"].append(reply)
+                if metas is not None:
+                    details[i]["api"].append(metas[j] if j < len(metas) else None)
                 parsed[i] = parse_reply(str(reply))
             pending = [i for i in pending if parsed[i] is None]
         out = np.full(n, np.nan)
@@ -142,3 +202,12 @@ class VLMJudge(ModelBackedMetric):
             details[i].update(editing_success=success, minimal_editing=minimal)
             out[i] = min(success, minimal)
         return Scores(out, details)
+
+
+def _defaults(cls: type) -> dict[str, Any]:
+    """The keyword defaults of an adapter's constructor (what a card that omits them runs with)."""
+    import inspect
+
+    params = inspect.signature(cls.__init__).parameters.values()
+    return {p.name: p.default for p in params if p.default is not p.empty
+            and isinstance(p.default, (str, int, float, bool, type(None)))}

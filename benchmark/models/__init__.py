@@ -18,8 +18,40 @@ from .base import CAPABILITIES, TASK_CAPABILITY, Model
 
 CARDS_DIR = Path(__file__).resolve().parents[2] / "baselines"
 
-__all__ = ["MODELS", "Model", "ModelCard", "CAPABILITIES", "TASK_CAPABILITY", "resolve_card",
+__all__ = ["MODELS", "Model", "ModelCard", "Pricing", "CAPABILITIES", "TASK_CAPABILITY", "resolve_card",
            "discover_cards", "instantiate", "parse_model_args", "card_or_task"]
+
+
+@dataclass(frozen=True)
+class Pricing:
+    """What one call of a model costs, for the estimates of `wmbench run --dry-run` (card key
+    `pricing`; docs/adding-a-model.md). Prices are the card author's assumptions, not facts: a
+    user checks them against the provider's price page (`source`, read on `as_of`). One call is
+    one prediction (an FDP frame, a best-of-N candidate, an IDP answer) or one judge or verifier
+    query. Cost of a call = per_call + input tokens / 1000 * per_1k_input_tokens + output tokens /
+    1000 * per_1k_output_tokens, where input tokens = images * image_tokens + the prompt's
+    characters / 4, and output tokens = output_tokens (default: the card's `max_tokens`, else 0)."""
+
+    currency: str = "USD"
+    per_call: float = 0.0
+    per_1k_input_tokens: float = 0.0
+    per_1k_output_tokens: float = 0.0
+    image_tokens: int = 0
+    output_tokens: int | None = None
+    source: str = ""
+    as_of: str = ""
+
+    def __post_init__(self) -> None:
+        for name in ("per_call", "per_1k_input_tokens", "per_1k_output_tokens", "image_tokens", "output_tokens"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ValueError(f"{name}: must be >= 0, got {value}")
+
+    def call_cost(self, images: int, prompt_chars: int, output_tokens: int) -> float:
+        """The estimated cost of one call with `images` input images and a prompt of `prompt_chars`."""
+        tokens_in = images * self.image_tokens + -(-prompt_chars // 4)
+        return (self.per_call + tokens_in / 1000 * self.per_1k_input_tokens
+                + output_tokens / 1000 * self.per_1k_output_tokens)
 
 
 @dataclass(frozen=True)
@@ -31,11 +63,20 @@ class ModelCard:
     citation: str = ""
     url: str = ""
     suites: list[str] = field(default_factory=list)
+    #: Prices for cost estimates (optional); not part of the model's identity: a run directory and
+    #: results.json record the card without them, so a price change never refuses a resume.
+    pricing: Pricing | None = field(default=None, compare=False)
     path: str = field(default="", compare=False, metadata={"yaml": False})  # where the card was read from
+
+    def __post_init__(self) -> None:
+        if isinstance(self.pricing, dict):  # a copy made from to_dict()
+            object.__setattr__(self, "pricing", Pricing(**self.pricing))
 
     def to_dict(self) -> dict[str, Any]:
         data = to_dict(self)
         data.pop("path")
+        if data.get("pricing") is None:
+            data.pop("pricing", None)
         return data
 
     @property
@@ -47,7 +88,9 @@ class ModelCard:
         and the fingerprint of that redacted card."""
         from ..core.secrets import redact
 
-        public = ModelCard(**redact(self.to_dict()))
+        data = self.to_dict()
+        data.pop("pricing", None)
+        public = ModelCard(**redact(data))
         return {"card": public.to_dict(), "fingerprint": public.fingerprint}
 
 

@@ -2,7 +2,9 @@
 
 - `OpenAIChatModel` (`openai-compatible`): IDP and VLM-judge answers through `/chat/completions`
   with the images inlined as base64 PNG data URLs; FDP through `/images/edits` (multipart, `n`
-  images per request, `b64_json` responses).
+  images per request, `b64_json` responses; `response_format` is not sent to gpt-image-* models,
+  which refuse it). The answer budget goes as `max_tokens`, or `max_completion_tokens` to OpenAI
+  (`max_tokens_field`); a 400 that asks for the other field or no `response_format` is resent once.
 - `OpenAIScoringModel` (`openai-compatible-scoring`): adds `action_logprob` for servers that
   return prompt log-probabilities (vLLM's `prompt_logprobs` extension): the action is sent as the
   start of the assistant turn (`continue_final_message`) and the log-probabilities of its tokens
@@ -50,11 +52,12 @@ class OpenAIChatModel(Model):
                  timeout: float = 120.0, max_retries: int = 5, backoff: float = 1.0, max_backoff: float = 60.0,
                  concurrency: int = 4, image_detail: str | None = None, system_prompt: str | None = None,
                  edit_model: str | None = None, edit_size: str | None = None, instruction: str = "action",
-                 logprob_reduction: str = "sum"):
+                 logprob_reduction: str = "sum", max_tokens_field: str = "auto",
+                 edit_response_format: str | None = "auto"):
         super().__init__()
         self.model, self.base_url = str(model), str(base_url).rstrip("/")
-        if not str(api_key_env).isidentifier():
-            # guards against a key pasted where the variable's name belongs
+        if not str(api_key_env).isidentifier() or scrub(str(api_key_env)) != str(api_key_env):
+            # guards against a key pasted where the variable's name belongs (gsk_... is an identifier too)
             raise BadInput("api_key_env must name an environment variable (e.g. OPENAI_API_KEY), not hold a key")
         self.api_key_env = str(api_key_env)
         self.max_tokens, self.temperature, self.top_p, self.seed = int(max_tokens), float(temperature), top_p, seed
@@ -65,6 +68,11 @@ class OpenAIChatModel(Model):
         self.edit_model, self.edit_size = edit_model or self.model, edit_size
         self.instruction = _hf.check_choice("instruction", instruction, ("action", "prompt"))
         self.logprob_reduction = _hf.check_choice("logprob_reduction", logprob_reduction, ("sum", "mean"))
+        # which body field carries max_tokens, and which response_format /images/edits gets ("auto":
+        # `_token_field`, `_edit_format`); a 400 that names the other choice switches once (`_post_json`)
+        self.max_tokens_field = _hf.check_choice("max_tokens_field", max_tokens_field,
+                                                 ("auto", "max_tokens", "max_completion_tokens"))
+        self.edit_response_format = edit_response_format
 
     # -- transport -----------------------------------------------------------------------------
 
@@ -104,7 +112,27 @@ class OpenAIChatModel(Model):
         raise SampleError(self._scrub(f"{url} failed after {attempt + 1} attempt(s): {last}"))
 
     def _post_json(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return self._request(path, json.dumps(payload).encode("utf-8"), "application/json")
+        except SampleError as exc:
+            # OpenAI's newer chat models refuse max_tokens with a 400 that names max_completion_tokens
+            if not ("max_tokens" in payload and "HTTP 400" in str(exc) and "max_completion_tokens" in str(exc)):
+                raise
+        self._learned_token_field = "max_completion_tokens"
+        payload = {("max_completion_tokens" if k == "max_tokens" else k): v for k, v in payload.items()}
         return self._request(path, json.dumps(payload).encode("utf-8"), "application/json")
+
+    def _token_field(self) -> str:
+        """`max_tokens` (vLLM, SGLang, LiteLLM, older servers) or `max_completion_tokens` (OpenAI,
+        which deprecated `max_tokens`; its reasoning models reject it): "auto" picks the latter for
+        api.openai.com, the former elsewhere, until a server's 400 asks for the other."""
+        from urllib.parse import urlparse
+
+        if self.max_tokens_field != "auto":
+            return self.max_tokens_field
+        learned = getattr(self, "_learned_token_field", None)
+        official = (urlparse(self.base_url).hostname or "") == "api.openai.com"
+        return learned or ("max_completion_tokens" if official else "max_tokens")
 
     def _parallel(self, fn: Callable[[int], Any], count: int) -> list[Any]:
         if count <= 1 or self.concurrency == 1:
@@ -129,7 +157,7 @@ class OpenAIChatModel(Model):
 
     def _chat_payload(self, images: list[np.ndarray], prompt: str) -> dict[str, Any]:
         payload: dict[str, Any] = {"model": self.model, "messages": self._messages(images, prompt),
-                                   "max_tokens": self.max_tokens, "temperature": self.temperature}
+                                   self._token_field(): self.max_tokens, "temperature": self.temperature}
         if self.top_p is not None:
             payload["top_p"] = float(self.top_p)
         if self.seed is not None:
@@ -137,9 +165,49 @@ class OpenAIChatModel(Model):
         return payload
 
     def answer(self, images: list[list[np.ndarray]], prompts: list[str]) -> list[str]:
-        def one(i: int) -> str:
-            return self._answer_text(self._post_json("chat/completions", self._chat_payload(images[i], prompts[i])))
+        return [text for text, _ in self.answer_with_meta(images, prompts)]
+
+    def answer_with_meta(self, images: list[list[np.ndarray]], prompts: list[str]) -> list[tuple[str, dict]]:
+        """As `answer`, each with what the reply says about the model that wrote it: the API's
+        `model` (the snapshot actually served) and `system_fingerprint` (None where absent). VLM
+        judges record them (judge provenance: a result is comparable only under the same judge)."""
+        def one(i: int) -> tuple[str, dict]:
+            reply = self._post_json("chat/completions", self._chat_payload(images[i], prompts[i]))
+            meta = {k: (reply.get(k) if isinstance(reply, dict) else None) for k in ("model", "system_fingerprint")}
+            return self._answer_text(reply), meta
         return self._parallel(one, len(prompts))
+
+    def preflight(self, network: bool = True, timeout: float = 5.0) -> None:
+        """Before a long run that needs this endpoint: BadInput naming what is missing (the key's
+        environment variable; with `network`, a server that does not answer within `timeout`
+        seconds or refuses the key). The key is required unless the server is on this machine
+        (localhost: e.g. vLLM without --api-key). `GET <base_url>/models`: any HTTP reply but 401 /
+        403 counts as reachable (some servers have no /models). Never waits longer than `timeout`."""
+        import ipaddress
+        from urllib.parse import urlparse
+
+        host = urlparse(self.base_url).hostname or ""
+        try:
+            local = host == "localhost" or ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            local = False
+        key = self._key()
+        if key is None and not local:
+            raise BadInput(f"the environment variable {self.api_key_env} is not set (the API key for {self.base_url}; "
+                           f"export {self.api_key_env}=...)")
+        if not network:
+            return
+        headers = {"Accept": "application/json", **({"Authorization": f"Bearer {key}"} if key else {})}
+        request = urllib.request.Request(f"{self.base_url}/models", headers=headers, method="GET")
+        try:
+            with urllib.request.urlopen(request, timeout=timeout):
+                return
+        except urllib.error.HTTPError as exc:
+            if exc.code in (401, 403):
+                raise BadInput(f"{self.base_url} refused the key in ${self.api_key_env} (HTTP {exc.code})") from None
+        except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as exc:
+            why = self._scrub(str(getattr(exc, "reason", exc)))
+            raise BadInput(f"the server at {self.base_url} is not reachable ({why}; waited at most {timeout:g} s)") from None
 
     def _answer_text(self, reply: Any) -> str:
         """The answer of a chat completion. A reply without text (`content: null`: a refusal, a
@@ -186,17 +254,37 @@ class OpenAIChatModel(Model):
         texts = batch.actions if self.instruction == "action" and batch.actions is not None else batch.prompts
 
         def one(i: int) -> list[np.ndarray]:
-            fields = {"model": self.edit_model, "prompt": texts[i], "n": str(n), "response_format": "b64_json"}
+            fields = {"model": self.edit_model, "prompt": texts[i], "n": str(n)}
+            if self._edit_format():
+                fields["response_format"] = self._edit_format()
             if self.edit_size:
                 fields["size"] = self.edit_size
-            body, ctype = _multipart(fields, {"image": ("source.png", _png_bytes(batch.sources[i]), "image/png")})
-            reply = self._request("images/edits", body, ctype)
+            files = {"image": ("source.png", _png_bytes(batch.sources[i]), "image/png")}
+            try:
+                reply = self._request("images/edits", *_multipart(fields, files))
+            except SampleError as exc:  # e.g. gpt-image-*: "Unknown parameter: 'response_format'"
+                if "response_format" not in fields or "HTTP 400" not in str(exc) or "response_format" not in str(exc):
+                    raise
+                fields.pop("response_format")
+                self._learned_edit_format = None  # this server wants none: later calls send none
+                reply = self._request("images/edits", *_multipart(fields, files))
             data = reply.get("data") or []
             if len(data) != n:
                 raise SampleError(f"images/edits returned {len(data)} image(s), expected {n}")
+            if any("b64_json" not in item for item in data):
+                raise SampleError("images/edits answered with image URLs, not b64_json (set edit_response_format=b64_json)")
             h, w = batch.sources[i].shape[:2]
             return [_decode_png(item["b64_json"], (w, h)) for item in data]
         return self._parallel(one, len(batch))
+
+    def _edit_format(self) -> str | None:
+        """The `response_format` sent to /images/edits: "auto" sends none to gpt-image-* models (they
+        always answer b64_json and refuse the field with a 400) and b64_json to others (dall-e-2's
+        default is a URL); None / "none" sends none; anything else is sent as given."""
+        value = getattr(self, "_learned_edit_format", self.edit_response_format)
+        if value == "auto":
+            return None if str(self.edit_model).startswith("gpt-image") else "b64_json"
+        return None if value in (None, "", "none") else str(value)
 
     def fingerprint(self) -> dict[str, Any]:
         return {"base_url": self.base_url, "model": self.model, "edit_model": self.edit_model,

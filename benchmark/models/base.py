@@ -18,6 +18,11 @@ card's `args`) and any of three capabilities:
 
 A subclass declares what it can do by overriding the methods; `capabilities()` reads that, and the
 runner asks `capabilities()`, never `hasattr`.
+
+A predicted frame may be a `Frame`: an ordinary (H, W, 3) uint8 array that also carries `details`,
+a JSON-able dict of what the adapter wants recorded with the sample (e.g. `geometry`: how the
+source was framed for the model and which fraction of the prediction was filled from the source).
+`details_of(image)` reads it ({} for a plain array).
 """
 
 from __future__ import annotations
@@ -32,6 +37,38 @@ from ..core.types import Batch
 CAPABILITIES = ("predict_next", "infer_action", "action_logprob", "transition_logprob", "answer",
                 "predict_candidates")
 TASK_CAPABILITY = {"fdp": "predict_next", "idp": "infer_action"}
+
+
+class Frame(np.ndarray):
+    """A predicted frame plus `details` (see the module docstring). Arithmetic on it gives plain
+    arrays; views and copies (`astype`, slices) keep the details; pickling keeps them."""
+
+    details: dict[str, Any]
+
+    def __new__(cls, array: Any, details: dict[str, Any] | None = None) -> "Frame":
+        obj = np.asarray(array).view(cls)
+        obj.details = dict(details or {})
+        return obj
+
+    def __array_finalize__(self, obj: Any) -> None:
+        self.details = getattr(obj, "details", None) or {}
+
+    def __array_wrap__(self, obj: Any, context: Any = None, return_scalar: bool = False) -> Any:
+        out = obj.view(np.ndarray)
+        return out[()] if return_scalar else out
+
+    def __reduce__(self) -> Any:
+        rebuild, args, state = super().__reduce__()
+        return rebuild, args, (state, self.details)
+
+    def __setstate__(self, state: Any) -> None:
+        array_state, self.details = state
+        super().__setstate__(array_state)
+
+
+def details_of(image: Any) -> dict[str, Any]:
+    """The details a prediction carries ({} for a plain array)."""
+    return dict(getattr(image, "details", None) or {})
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,11 @@ It mirrors the encoder exactly (transformers' own `ChameleonVQVAEEncoderResnetBl
 `ChameleonVQVAEEncoderAttnBlock`), with the parameter names of the original checkpoint
 (`decoder.conv_in`, `decoder.mid.block_1`, `decoder.up.<i>.block.<j>`, `decoder.up.<i>.upsample.conv`,
 `decoder.norm_out`, `decoder.conv_out`), which are also the names under `model.vqmodel.decoder.` in
-HF-format Anole checkpoints (the transformers Anole port). Weights come from the checkpoint's
-safetensors (keys `model.vqmodel.decoder.*`) or from a separate file (`vq_decoder=`: a
-safetensors / torch file with `decoder.*` keys, e.g. Chameleon's `tokenizer/vqgan.ckpt`).
+community HF-format Anole ports that keep it. Weights come from a separate file (`vq_decoder=`: a
+safetensors / torch file with `decoder.*` keys, e.g. the original release's `tokenizer/vqgan.ckpt`,
+local or `<hub repo>:<file>`) or, when a checkpoint keeps them, from its safetensors (keys
+`model.vqmodel.decoder.*`); see `load_decoder_state`. Official transformers conversions
+(`convert_chameleon_weights_to_hf.py`) keep only the encoder.
 """
 
 from __future__ import annotations
@@ -83,28 +85,91 @@ def build_decoder(vq_config: Any) -> Any:
     return Decoder(vq_config)
 
 
-def load_decoder_state(checkpoint: str, vq_decoder: str | None) -> dict[str, Any]:
-    """The decoder's tensors, from `vq_decoder` when given, else from the checkpoint's safetensors."""
-    import torch
-    from safetensors.torch import load_file
+def load_decoder_state(checkpoint: str, vq_decoder: str | None, revision: str | None = None) -> dict[str, Any]:
+    """The decoder's tensors, and only those (no shard is read whole):
 
-    files = [Path(vq_decoder).expanduser()] if vq_decoder else sorted(Path(checkpoint).expanduser().glob("*.safetensors"))
+    - `vq_decoder` given: a local file, or `<hub repo id>:<path in the repo>` (e.g.
+      `GAIR/Anole-7b-v0.1:tokenizer/vqgan.ckpt`, the original release's VQGAN), fetched through the
+      hub cache. Torch files load with `weights_only=True` (memory-mapped where the format allows).
+    - else the checkpoint (a local folder or a hub id): its safetensors index names the shards that
+      hold `model.vqmodel.decoder.*`; only those are opened, and only those tensors read. Official
+      transformers conversions of Chameleon drop the decoder, so they need `vq_decoder=`.
+    """
+    files = [_resolve_file(vq_decoder, revision)] if vq_decoder else _decoder_shards(checkpoint, revision)
     state: dict[str, Any] = {}
     for file in files:
-        if not file.is_file():
-            raise BadInput(f"VQ decoder weights not found: {file}")
-        if file.suffix == ".safetensors":
-            tensors = load_file(str(file))
-        else:
-            tensors = torch.load(str(file), map_location="cpu", weights_only=True)
-            tensors = tensors.get("state_dict", tensors)
-        for key, value in tensors.items():
-            for prefix in PREFIXES:
-                if key.startswith(prefix):
-                    state[key[len(prefix):]] = value
-                    break
+        for key, read in _tensors(file):
+            name = _strip(key)
+            if name is not None:
+                state[name] = read()
     if not state:
         raise BadInput(
-            f"no VQ decoder weights (keys {', '.join(p + '*' for p in PREFIXES)}) in "
-            f"{vq_decoder or checkpoint}: transformers' Chameleon has no image decoder; pass vq_decoder=<file>")
+            f"no VQ decoder weights (keys {', '.join(p + '*' for p in PREFIXES)}) in {vq_decoder or checkpoint}: "
+            "transformers' Chameleon has no image decoder and its official conversions drop it; pass "
+            "vq_decoder=<the original release's tokenizer/vqgan.ckpt>, e.g. GAIR/Anole-7b-v0.1:tokenizer/vqgan.ckpt")
     return state
+
+
+def _strip(key: str) -> str | None:
+    for prefix in PREFIXES:
+        if key.startswith(prefix):
+            return key[len(prefix):]
+    return None
+
+
+def _resolve_file(spec: str, revision: str | None = None) -> Path:
+    """A local file, or `<repo id>:<file in the repo>` through huggingface_hub (its cache first)."""
+    path = Path(spec).expanduser()
+    if path.is_file():
+        return path
+    repo, sep, filename = spec.partition(":")
+    if not sep or not filename or repo.count("/") != 1:
+        raise BadInput(f"VQ decoder weights not found: {spec} (a local file, or <hub repo id>:<file in the repo>)")
+    return _hub_file(repo, filename, revision)
+
+
+def _hub_file(repo: str, filename: str, revision: str | None = None) -> Path:
+    try:
+        from huggingface_hub import hf_hub_download
+
+        return Path(hf_hub_download(repo, filename, revision=revision))
+    except Exception as exc:  # noqa: BLE001 - offline, gated, missing: all say the same to the user
+        raise BadInput(f"cannot fetch '{filename}' from the hub repo '{repo}': {type(exc).__name__}: {exc}") from exc
+
+
+def _decoder_shards(checkpoint: str, revision: str | None = None) -> list[Path]:
+    """The checkpoint's safetensors files that hold decoder keys (by the index, without reading them)."""
+    import json
+
+    folder = Path(checkpoint).expanduser()
+    local = folder.is_dir()
+    index = folder / "model.safetensors.index.json" if local else None
+    if not local:
+        try:
+            index = _hub_file(checkpoint, "model.safetensors.index.json", revision)
+        except BadInput:
+            return [_hub_file(checkpoint, "model.safetensors", revision)]
+    if index is not None and index.is_file():
+        weight_map = json.loads(index.read_text()).get("weight_map", {})
+        names = sorted({f for k, f in weight_map.items() if _strip(k) is not None})
+        return [folder / n if local else _hub_file(checkpoint, n, revision) for n in names]
+    return sorted(folder.glob("*.safetensors"))
+
+
+def _tensors(file: Path) -> list[tuple[str, Any]]:
+    """(key, loader) pairs of a weights file; a loader reads its one tensor when called."""
+    import torch
+
+    if not file.is_file():
+        raise BadInput(f"VQ decoder weights not found: {file}")
+    if file.suffix == ".safetensors":
+        from safetensors import safe_open
+
+        handle = safe_open(str(file), framework="pt", device="cpu")
+        return [(k, (lambda k=k: handle.get_tensor(k))) for k in handle.keys()]
+    try:
+        tensors = torch.load(str(file), map_location="cpu", weights_only=True, mmap=True)
+    except RuntimeError:  # a legacy (non-zip) torch file cannot be memory-mapped
+        tensors = torch.load(str(file), map_location="cpu", weights_only=True)
+    tensors = tensors.get("state_dict", tensors)
+    return [(k, (lambda v=v: v)) for k, v in tensors.items() if hasattr(v, "shape")]

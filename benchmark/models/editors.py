@@ -5,10 +5,17 @@
 diffusers pipeline whose `__call__` takes `prompt` and `image` (the class named by the checkpoint's
 model_index.json, or `pipeline=<ClassName>`), and passes only the call arguments it accepts.
 
-Inputs are resized to `resolution` x `resolution` (a batch needs one size) and each edit is resized
-back to its source's size. One pipeline call per batch produces all B*n images; each image has its
-own generator seeded from (seed, the task's seed, sample id, draw index), so a sample's edits do not depend on
-which other samples share its batch.
+Geometry (`geometry`, docs/models.md): each source is framed as InstructPix2Pix's and AURORA's
+`edit_cli.py` frame it (long side about `resolution`, both sides multiples of 64, `ImageOps.fit`:
+aspect ratio kept, the few pixels that do not fit the rounded ratio cropped at the centre), and
+each edit is mapped back into the source's frame by the exact inverse; what the crop cut away is
+the source's, and the fraction is in the prediction's details (`Frame.details["geometry"]`). One
+pipeline call per frame size produces all B*n images of that size (a diffusers pipeline resizes a
+batch to its first image's size); each image has its own generator seeded from (seed, the task's
+seed, sample id, draw index), so a sample's edits do not depend on which other samples share its
+batch. Defaults (50 steps, guidance 7.5, image guidance 1.5, 512) are AURORA's `edit_cli.py`;
+diffusers' `StableDiffusionInstructPix2PixPipeline.__call__` (and InstructPix2Pix's own
+`edit_cli.py`) use 100 steps: the cards say which.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ import numpy as np
 
 from ..core.errors import BadInput
 from ..core.types import Batch
-from . import _hf
+from . import _hf, geometry
 from .base import Model
 
 
@@ -89,10 +96,22 @@ class DiffusersEditor(Model):
 
     def _edit(self, sources: list[np.ndarray], prompts: list[str], ids: list[str], n: int,
               task_seed: int) -> list[list[np.ndarray]]:
-        from PIL import Image
+        framings = [geometry.edit_cli_fit(s.shape[1], s.shape[0], self.resolution) for s in sources]
+        out: list[list[np.ndarray]] = [[] for _ in sources]
+        for size in dict.fromkeys(f.size for f in framings):
+            part = [i for i, f in enumerate(framings) if f.size == size]
+            edited = self._call([sources[i] for i in part], [prompts[i] for i in part], [ids[i] for i in part],
+                                n, task_seed, size)
+            for k, i in enumerate(part):
+                out[i] = [geometry.unframe(im, framings[i], sources[i]) for im in edited[k * n:(k + 1) * n]]
+        return out
 
-        size = (self.resolution, self.resolution)
-        images = [_hf.to_pil(s).convert("RGB").resize(size, Image.BICUBIC) for s in sources]
+    def _call(self, sources: list[np.ndarray], prompts: list[str], ids: list[str], n: int, task_seed: int,
+              size: tuple[int, int]) -> list[np.ndarray]:
+        """One pipeline call on sources that share the frame `size` -> B*n uint8 edits, sample-major."""
+        from PIL import Image, ImageOps
+
+        images = [ImageOps.fit(_hf.to_pil(s).convert("RGB"), size, method=Image.Resampling.LANCZOS) for s in sources]
         generators = [_hf.torch_generator(self.seed, [str(task_seed), sid, str(j)], self.device) for sid in ids for j in range(n)]
         # Expand to B*n (prompt, image) pairs ourselves, sample-major: with num_images_per_prompt=n,
         # diffusers 0.42's InstructPix2Pix repeats prompt embeddings per sample but tiles the image
@@ -101,26 +120,18 @@ class DiffusersEditor(Model):
                                   "image": [im for im in images for _ in range(n)],
                                   "generator": generators, "output_type": "np"}
         optional = {"num_inference_steps": self.steps, "guidance_scale": self.guidance,
-                    "image_guidance_scale": self.image_guidance, "height": self.resolution,
-                    "width": self.resolution}
+                    "image_guidance_scale": self.image_guidance, "height": size[1], "width": size[0]}
         if self.negative_prompt is not None:
             optional["negative_prompt"] = [self.negative_prompt] * (len(prompts) * n)
         kwargs.update({k: v for k, v in optional.items() if k in self._accepts})
         kwargs.update(self.call_kwargs)
         result = self._pipe(**kwargs).images  # (B*n, H, W, 3) floats in [0, 1], sample-major
-        edited = [np.asarray(im) for im in result]
-        out = []
-        for i, source in enumerate(sources):
-            h, w = source.shape[:2]
-            draws = []
-            for im in edited[i * n:(i + 1) * n]:
-                pixels = (np.clip(im, 0.0, 1.0) * 255.0).round().astype(np.uint8)
-                draws.append(np.asarray(Image.fromarray(pixels).resize((w, h), Image.BICUBIC)))
-            out.append(draws)
-        return out
+        return [(np.clip(np.asarray(im), 0.0, 1.0) * 255.0).round().astype(np.uint8) for im in result]
 
     def fingerprint(self) -> dict[str, Any]:
-        return {**_hf.checkpoint_fingerprint(self.path, self.revision), "pipeline": self.pipeline_name}
+        # adapter_version 2: edit_cli.py framing mapped back by its inverse (was a 512x512 squash)
+        return {**_hf.checkpoint_fingerprint(self.path, self.revision), "pipeline": self.pipeline_name,
+                "adapter_version": 2}
 
 
 class InstructPix2PixEditor(DiffusersEditor):

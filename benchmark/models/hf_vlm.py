@@ -84,7 +84,9 @@ class HFVisionLanguageModel(Model):
         texts = [self._render(len(imgs), p) for imgs, p in zip(images, prompts)]
         pil = [[_hf.to_pil(im) for im in imgs] for imgs in images]
         self._processor.tokenizer.padding_side = padding_side
-        inputs = self._processor(images=pil, text=texts, padding=True, return_tensors="pt")
+        # asked for explicitly too: processors with a `padding_side` default of their own (InternVL,
+        # Aya-Vision, Llama 4, Cohere2-Vision force "left") ignore the tokenizer's attribute
+        inputs = self._processor(images=pil, text=texts, padding=True, padding_side=padding_side, return_tensors="pt")
         return inputs.to(self.device)
 
     # -- capabilities --------------------------------------------------------------------------
@@ -123,8 +125,9 @@ class HFVisionLanguageModel(Model):
         """Teacher-forced log-likelihood of each action after its rendered prompt.
 
         The action is tokenized on its own and appended to the prompt's ids, so exactly its tokens
-        are scored (no merge across the prompt/answer boundary). Rows are right padded so that
-        positions need no correction; prompt and padding positions are masked out.
+        are scored (no merge across the prompt/answer boundary). Each row's prompt is taken from
+        its attention mask, wherever the processor put the padding, and the rows are rebuilt right
+        padded so that positions need no correction; prompt and padding positions are masked out.
         """
         import torch
 
@@ -141,8 +144,9 @@ class HFVisionLanguageModel(Model):
         new["input_ids"].fill_(self._pad_id())
         targets = torch.zeros((len(actions), total), dtype=torch.bool, device=ids.device)
         for row, (n, a) in enumerate(zip(lengths, action_ids)):
+            prompt = mask[row].nonzero().flatten()  # the attended positions, left or right padded
             for k in seq_keys:
-                new[k][row, :n] = inputs[k][row, :n]
+                new[k][row, :n] = inputs[k][row, prompt]
             new["input_ids"][row, n:n + len(a)] = torch.tensor(a, device=ids.device)
             new["attention_mask"][row, :n + len(a)] = 1
             targets[row, n:n + len(a)] = True

@@ -10,8 +10,8 @@ steps run in one forward pass (no KV cache) over left-padded rows, `max_batch` r
 test checks it against the sampler's own step-by-step log-probabilities.
 
 Target preprocessing. A target is first resized (bicubic) to its source's size, the frame
-`predict_next`'s outputs are returned in (a no-op for two frames of one video), then resized to
-`resolution` when set, as sources are; then each family prepares it as it prepares images:
+`predict_next`'s outputs are returned in (a no-op for two frames of one video); then each family
+prepares it as it prepares images:
 
 - Chameleon / Anole: `ChameleonModel.get_image_tokens` (`vqmodel.encode` -> `convert_img2bpe`)
   over the image processor's pixel values (shortest edge, centre crop, [-1, 1]), the path the
@@ -28,9 +28,11 @@ Target preprocessing. A target is first resized (bicubic) to its source's size, 
   `JanusVQVAEVectorQuantizer.forward`, which omits that normalisation (its `get_codebook_entry`,
   used for decoding, does normalise).
 
-For non-square frames the processor's framing (Janus pads, Chameleon crops) is what is scored, while
-`predict_next` stretches its square output to the source's shape: the two differ by that geometry.
-The VQ encoders run in the model's dtype, as upstream (bf16 on GPU can pick other codes than fp32).
+For non-square frames the processor's framing (Janus pads, Chameleon crops) is what is scored, and
+it is the frame `predict_next` maps its output back from (`geometry`): the score covers the part of
+the target the model generates (for Chameleon, the centre crop; the rest of a prediction is the
+source's). The VQ encoders run in `model.vq_dtype`: float32 for Chameleon and Emu3 (their upstream
+code keeps the VQ model in float32), the model's dtype for Janus (upstream casts it to bf16).
 
 Only numpy at module level: torch is imported inside the functions.
 """
@@ -58,16 +60,16 @@ def transition_logprob(model: Any, batch: Batch, targets: list[np.ndarray]) -> l
     import torch
 
     model._load()
-    texts, out = model._texts(batch), []
-    for part in _hf.chunks(len(batch), model.max_batch):
-        originals = list(batch.sources[part])
-        sources = model._resized(originals)
-        goals = model._resized([_fit(np.asarray(t), s.shape[:2]) for t, s in zip(targets[part], originals)])
+    texts, out = model._texts(batch), [0.0] * len(batch)
+    for part in model._parts(list(batch.sources), model.max_batch):
+        sources = [batch.sources[i] for i in part]
+        goals = [_fit(np.asarray(targets[i]), s.shape[:2]) for i, s in zip(part, sources)]
         with torch.inference_mode():
-            ids, mask, embeds, _ = model._encode(sources, texts[part])
+            ids, mask, embeds, _ = model._encode(sources, [texts[i] for i in part])
             tokens = model._image_tokens(goals)  # after _encode: Emu3 reads the grid it set
             logprobs = teacher_forced_logprobs(model, ids, mask, embeds, tokens)
-        out.extend(float(v) for v in logprobs.double().sum(1).cpu().tolist())
+        for i, value in zip(part, logprobs.double().sum(1).cpu().tolist()):
+            out[i] = float(value)
     return out
 
 
@@ -121,7 +123,7 @@ def chameleon_image_tokens(model: Any, images: list[np.ndarray]) -> Any:
 
     pixels = model.processor.image_processor(images=[_hf.to_pil(i) for i in images], return_tensors="pt")
     with torch.no_grad():
-        return model.model.model.get_image_tokens(pixels["pixel_values"].to(model.device, model.dtype)).long()
+        return model.model.model.get_image_tokens(pixels["pixel_values"].to(model.device, model.vq_dtype)).long()
 
 
 def emu3_image_tokens(model: Any, images: list[np.ndarray]) -> Any:
@@ -133,7 +135,7 @@ def emu3_image_tokens(model: Any, images: list[np.ndarray]) -> Any:
     if grids != {tuple(model.grid)}:
         raise BadInput(f"Emu3: target token grids {sorted(grids)} differ from the generation grid {model.grid}")
     with torch.no_grad():
-        tokens = model.model.model.get_image_tokens(inputs["pixel_values"].to(model.device, model.dtype),
+        tokens = model.model.model.get_image_tokens(inputs["pixel_values"].to(model.device, model.vq_dtype),
                                                     inputs["image_sizes"].to(model.device))
     return tokens.view(len(images), -1).long()
 
@@ -144,12 +146,19 @@ def janus_resolution(model: Any) -> int:
     return int(config.num_patches) * 2 ** (len(config.channel_multiplier) - 1)
 
 
-def janus_pixels(model: Any, images: list[np.ndarray]) -> Any:
-    """The image processor's resize-longest-edge, pad-to-square and normalisation, at the generation
-    side (its `min_size` scaled alike: the same for the released checkpoints, where both are 384)."""
+def janus_side_and_min_size(model: Any) -> tuple[int, int]:
+    """The generation side and the processor's `min_size` scaled to it (the same for the released
+    checkpoints, where the understanding and generation sides are both 384)."""
     side, processor = janus_resolution(model), model.processor.image_processor
     size = processor.size["height"] if isinstance(processor.size, dict) else processor.size.height
-    min_size = max(1, round(int(getattr(processor, "min_size", 14)) * side / int(size or side)))
+    return side, max(1, round(int(getattr(processor, "min_size", 14)) * side / int(size or side)))
+
+
+def janus_pixels(model: Any, images: list[np.ndarray]) -> Any:
+    """The image processor's resize-longest-edge, pad-to-square and normalisation, at the generation
+    side (`janus_side_and_min_size`)."""
+    side, min_size = janus_side_and_min_size(model)
+    processor = model.processor.image_processor
     return processor(images=[_hf.to_pil(i) for i in images], size={"height": side, "width": side},
                      min_size=min_size, return_tensors="pt")["pixel_values"].to(model.device, model.dtype)
 

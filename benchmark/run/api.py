@@ -29,6 +29,10 @@ from ..metrics.weights import ENV_DIR
 from ..models import ModelCard, discover_cards, resolve_card
 from ..models.base import Model
 from .capability import check_capabilities, supports
+from .checks import check_device, check_model_args
+from .dryrun import PlannedEvaluation, RunPlan, plan_run
+from .judging import check_judges, dry_run_notes
+from . import overrides
 from .runner import Evaluation, TaskOutcome
 from . import shards
 from .selection import effective_task
@@ -96,9 +100,11 @@ class RunResult:
 
 def task_specs(tasks: TaskSelection, *, limit: int | None = None, seed: int | None = None,
                dataset_options: dict[str, Any] | None = None,
-               include_path: Sequence[str | os.PathLike] | None = None) -> list[TaskSpec]:
+               include_path: Sequence[str | os.PathLike] | None = None, judge: str | None = None,
+               judge_args: dict[str, Any] | None = None, with_counterfactual: bool | None = None) -> list[TaskSpec]:
     """Task names, suite names, YAML paths or `TaskSpec`s (a comma-separated string is split)
-    -> specs with `limit`, `seed` and dataset options applied."""
+    -> specs with `limit`, `seed` and dataset options applied, the judge of judged metrics
+    replaced (`judge`, `judge_args`) and counterfactual predictions switched (run/overrides.py)."""
     if isinstance(tasks, (str, os.PathLike, TaskSpec)):
         tasks = [tasks]
     selectors: list[str | TaskSpec] = []
@@ -113,7 +119,8 @@ def task_specs(tasks: TaskSelection, *, limit: int | None = None, seed: int | No
     flat = [x for s in specs for x in (s if isinstance(s, list) else [s])]
     if limit is not None and limit < 1:
         raise BadInput(f"--limit must be >= 1, got {limit}")
-    return [effective_task(t, limit, seed, dataset_options) for t in flat]
+    specs = [effective_task(t, limit, seed, dataset_options) for t in flat]
+    return overrides.with_counterfactual(overrides.with_judge(specs, judge, judge_args), with_counterfactual)
 
 
 def model_card(model: ModelSelection, model_args: dict[str, Any] | None = None,
@@ -178,15 +185,23 @@ def evaluate(tasks: TaskSelection, model: ModelSelection, model_args: dict[str, 
              include_path: Sequence[str | os.PathLike] | None = None,
              dataset_options: dict[str, Any] | None = None, weights_dir: str | os.PathLike | None = None,
              model_name: str | None = None, timeout: float | None = None,
-             shard: str | shards.Shard | None = None) -> RunResult:
+             shard: str | shards.Shard | None = None, judge: str | None = None,
+             judge_args: dict[str, Any] | None = None, with_counterfactual: bool | None = None,
+             dry_run: bool = False) -> RunResult | RunPlan:
     """Evaluate one model on tasks into one run directory (default `runs/<model name>`) and write
     its results.json and samples.jsonl. Re-running resumes: stored samples are not evaluated
     again; metrics added since are scored from the stored predictions; `rescore` recomputes every
     score; `retry_failed` evaluates failed samples again; `timeout`: seconds a model call may take
     before its samples fail (stage model, reason timeout); `shard` ("i/n", default from RANK /
     WORLD_SIZE or a Slurm array): evaluate this rank's part into its own shard store, merged when
-    every shard is done (run/shards.py). See `wmbench run --help` for the rest."""
-    specs = task_specs(tasks, limit=limit, seed=seed, dataset_options=dataset_options, include_path=include_path)
+    every shard is done (run/shards.py); `judge` / `judge_args`: the judge of every judged metric
+    (run/overrides.py); `with_counterfactual`: True adds counterfactual predictions to FDP tasks,
+    False leaves them out, None: as the tasks say. Before it starts it prints the plan's one-line
+    summary (calls, frames, estimated cost: run/dryrun.py) on stderr and checks that every judge
+    with calls to make is reachable (BadInput otherwise); `dry_run`: return that `RunPlan` and stop,
+    without building any model or writing anything. See `wmbench run --help` for the rest."""
+    specs = task_specs(tasks, limit=limit, seed=seed, dataset_options=dataset_options, include_path=include_path,
+                       judge=judge, judge_args=judge_args, with_counterfactual=with_counterfactual)
     card, instance = model_card(model, model_args, model_name)
     check_capabilities(card, specs, instance)
     if instance is None:
@@ -199,11 +214,19 @@ def evaluate(tasks: TaskSelection, model: ModelSelection, model_args: dict[str, 
     if timeout is not None and timeout <= 0:
         raise BadInput(f"--timeout must be > 0 seconds, got {timeout}")
     data_dir = resolve_data_dir(data_dir)
+    if output is not None and not str(output).strip():
+        raise BadInput("--output is empty: name a run directory (default runs/<model>)")
     run_dir = Path(output) if output is not None else DEFAULT_OUTPUT / card.name
     config = {"batch_size": batch_size, "data_dir": str(data_dir), "limit": limit, "seed": seed, "device": device}
-    evaluation = Evaluation(card, run_dir, data_dir, batch_size=batch_size, device=device, progress=progress,
-                            retry_failed=retry_failed, model=instance, timeout=timeout, shard=shard)
+    evaluation = PlannedEvaluation(card, run_dir, data_dir, batch_size=batch_size, device=device, progress=progress,
+                                   retry_failed=retry_failed, model=instance, timeout=timeout, shard=shard)
     with _weights_dir(weights_dir):
+        plan = plan_run(evaluation, specs, rescore=rescore)  # selects every task's samples: missing data stops here
+        if dry_run:
+            plan.notes += dry_run_notes(evaluation, specs, plan)
+            return plan
+        print(plan.summary(), file=sys.stderr)
+        check_judges(evaluation, specs, plan)
         return _finish(evaluation, specs, config, rescore=rescore)
 
 
@@ -223,77 +246,6 @@ def _weights_dir(folder: str | os.PathLike | None):
             os.environ.pop(ENV_DIR, None)
         else:
             os.environ[ENV_DIR] = before
-
-
-def check_model_args(card: ModelCard) -> None:
-    """The card's args against the adapter's constructor: unknown names and values of the wrong
-    simple type (int, float, bool, str) are refused before anything is written."""
-    import inspect
-    import typing
-
-    from ..core.registry import did_you_mean
-    from ..models import adapter_class
-
-    init = adapter_class(card).__init__
-    params = {n: p for n, p in inspect.signature(init).parameters.items() if n != "self"}
-    takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
-    named = [n for n, p in params.items() if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
-    try:
-        hints = typing.get_type_hints(init)
-    except Exception:  # noqa: BLE001 - annotations that do not resolve: check names only
-        hints = {}
-    for key, value in card.args.items():
-        if key not in params:
-            if takes_any:
-                continue
-            raise BadInput(f"model '{card.name}': unknown model arg '{key}'{did_you_mean(key, named)}; "
-                           f"adapter '{card.adapter}' takes: {', '.join(named) or 'none'}")
-        expected = _simple_types(hints.get(key))
-        if expected and value is not None and not _fits(value, expected):
-            raise BadInput(f"model '{card.name}': model arg {key}={value!r} is a {type(value).__name__}, "
-                           f"expected {' or '.join(t.__name__ for t in expected)}")
-    missing = [n for n, p in params.items() if p.default is p.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-               and n not in card.args]
-    if missing:
-        raise BadInput(f"model '{card.name}': adapter '{card.adapter}' needs model arg(s) {', '.join(missing)} "
-                       f"(--model-args {missing[0]}=...)")
-
-
-def _simple_types(hint: Any) -> tuple[type, ...]:
-    import types
-    import typing
-
-    options = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
-    simple = tuple(t for t in options if t in (int, float, bool, str))
-    others = [t for t in options if t not in (int, float, bool, str, type(None))]
-    return () if others else simple
-
-
-def _fits(value: Any, expected: tuple[type, ...]) -> bool:
-    if isinstance(value, bool):
-        return bool in expected
-    if isinstance(value, int):
-        return int in expected or float in expected
-    return isinstance(value, expected)
-
-
-def check_device(device: str | None) -> None:
-    """`--device cuda` on a machine without CUDA (or an index past the last GPU) is bad input."""
-    if not device or device == "cpu":
-        return
-    import torch
-
-    try:
-        parsed = torch.device(device)
-    except RuntimeError as exc:
-        raise BadInput(f"--device {device!r} is not a device ({exc})") from exc
-    if parsed.type == "cuda":
-        if not torch.cuda.is_available():
-            raise BadInput(f"--device {device}: CUDA is not available on this machine (use --device cpu)")
-        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
-            raise BadInput(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
-    elif parsed.type == "mps" and not torch.backends.mps.is_available():
-        raise BadInput(f"--device {device}: MPS is not available on this machine")
 
 
 def rescore(run_dir: str | os.PathLike, *, data_dir: str | os.PathLike | None = None, batch_size: int = 8,
@@ -333,7 +285,11 @@ def _from_store(run_dir: Path, data_dir: str | os.PathLike | None, batch_size: i
     previous = _read_config(run_dir) or next((_read_config(f) for f in shards.shard_folders(run_dir)), {})
     data_dir = resolve_data_dir(data_dir or previous.get("data_dir"))
     config = {**previous, "batch_size": batch_size, "data_dir": str(data_dir), "device": device}
-    evaluation = Evaluation(card, run_dir, data_dir, batch_size=batch_size, device=device, progress=progress)
+    evaluation = PlannedEvaluation(card, run_dir, data_dir, batch_size=batch_size, device=device, progress=progress)
+    if rescore:  # every judge of the run is asked again: say what it costs, and check it first
+        plan = plan_run(evaluation, specs, rescore=True, generate=False)
+        print(plan.summary(), file=sys.stderr)
+        check_judges(evaluation, specs, plan)
     return _finish(evaluation, specs, config, rescore=rescore, generate=False)
 
 
@@ -342,8 +298,10 @@ def _finish(evaluation: Evaluation, specs: list[TaskSpec], config: dict[str, Any
     """Run, then write results.json for what is stored, also when the run stopped early."""
     try:
         summary = evaluation.run(specs, rescore=rescore, generate=generate)
-    except BaseException:
-        if evaluation.opened:  # results.json for every batch stored before the stop
+    except BaseException as exc:
+        # results.json for every batch this invocation stored before the stop; a refusal before
+        # anything was stored (bad input) leaves the run directory exactly as it was
+        if evaluation.opened and (evaluation.committed or not isinstance(exc, BadInput)):
             try:
                 write_outputs(evaluation.store, config)
             except Exception:  # noqa: BLE001 - the first error is the one to report

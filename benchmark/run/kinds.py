@@ -17,7 +17,7 @@ from ..core.tasks import TaskSpec
 from ..core.types import Batch, Transition, check_image
 from ..log.records import Counterfactual, Prediction
 from ..log.store import RunStore
-from ..models.base import Model
+from ..models.base import Model, details_of
 from . import bestofn
 from .bestofn import Candidates
 from .counterfactual import COUNTERFACTUAL
@@ -127,6 +127,9 @@ class FDP(TaskKind):
     def store(self, store, item, value, info):
         shape = item.source.shape
         fields: dict[str, Any] = {}
+        details = [details_of(c) for c in value.images] if isinstance(value, Candidates) else details_of(value)
+        if any(details) if isinstance(details, list) else details:  # e.g. the adapter's geometry (models/geometry)
+            info["model_details"] = details
         if isinstance(value, Candidates):
             fields, value = bestofn.store(store, [fit(c, shape, info, "prediction_resized_from")
                                                   for c in value.images], value)

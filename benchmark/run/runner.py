@@ -39,7 +39,8 @@ from .kinds import Loaded, TaskKind, fit
 from .scoring import TaskMetrics, reason, score_sets
 from .pipeline import run_pipeline
 from .selection import select
-from .shards import Shard, done_elsewhere
+from . import shards
+from .shards import Shard
 
 STAGES = ("data", "model", "metrics", "harness")
 
@@ -92,6 +93,7 @@ class Evaluation:
         self._metrics: dict[str, Metric] = {}
         self.summary = RunSummary(self.run_dir)
         self._clock = threading.Lock()
+        self.committed = 0  # samples this invocation wrote
         self._threads = threading.local()
         self._extra_stores: list[RunStore] = []
 
@@ -129,9 +131,7 @@ class Evaluation:
             self._extra_stores.append(store)
         return store
 
-    @property
-    def opened(self) -> bool:
-        return self._store is not None
+    opened = property(lambda self: self._store is not None)
 
     def close(self) -> None:
         for store in [self._store, *self._extra_stores]:
@@ -209,11 +209,7 @@ class Evaluation:
         vocabulary = sorted({t.action_text for t in transitions})
         info = self._task_info(task, kind, transitions)
         position = {t.sample_id: i for i, t in enumerate(transitions)}
-        mine = transitions
-        if self.shard is not None:  # this rank's part, less what an earlier launch already holds
-            held = done_elsewhere(self.run_dir, self.shard, task.name)
-            part = self.shard.part(selected)
-            mine = [t for t in transitions if t.sample_id in part and t.sample_id not in held]
+        mine = shards.share(self.shard, self.run_dir, task.name, transitions)  # a rank's part
         plan = self.store.plan(task.name, [t.sample_id for t in mine], metrics.versions,
                                retry_failed=self.retry_failed, rescore=rescore)
         todo, stale = set(plan.todo), set(plan.stale)
@@ -330,6 +326,7 @@ class Evaluation:
             records, scores = result
             with self._timed("harness"):
                 self._thread_store().commit(list(records.values()), scores)
+                self.committed += len(records)
 
         run_pipeline(_chunks(todo, self.batch_size), claim=claim, load=load, infer=infer, finish=finish,
                      commit=commit, done=lambda chunk: bar.update(len(chunk)))
@@ -402,6 +399,7 @@ class Evaluation:
         scores = [_no_counterfactual(row) if row.sample_id in missing and row.metric in metrics.counterfactual_keys
                   else row for row in scores]
         self.store.commit(list(records.values()), scores, replace_scores=True)
+        self.committed += len(records)
 
 
 def _no_counterfactual(row: ScoreRow) -> ScoreRow:

@@ -105,6 +105,16 @@ def done_elsewhere(run_dir: Path, shard: Shard, task: str) -> set[str]:
     return {sid for path in stores if path.is_file() for sid in read_statuses(path, task)}
 
 
+def share(shard: Shard | None, run_dir: Path, task: str, transitions: list) -> list:
+    """The transitions of `task` a rank evaluates: its part, less what the merged store or an
+    earlier launch already holds (all of them for a single process)."""
+    if shard is None:
+        return transitions
+    held = done_elsewhere(run_dir, shard, task)
+    part = shard.part([t.sample_id for t in transitions])
+    return [t for t in transitions if t.sample_id in part and t.sample_id not in held]
+
+
 def mark_done(run_dir: Path, shard: Shard, tasks: list[str]) -> bool:
     """Leave this shard's DONE file; True when every shard of its launch is done."""
     folder = shard.folder(run_dir)
