@@ -27,8 +27,7 @@ from ..log.store import RunStore
 from ..models import ModelCard, adapter_class, instantiate
 from ..models.base import Model, TaskInfo
 from .annotate_files import SCORE_METRIC, TASK
-from .calls import seed_everything
-from .scoring import reason
+from .calls import call_isolated, seed_everything
 from .kinds import fit
 
 SCORE_VERSION = "1"
@@ -171,38 +170,12 @@ class Labeller:
                      meta=[{} for _ in group], task=TASK, seed=self.settings["seed"])
 
     def _each(self, pairs: list[Pair], records: dict[str, SampleRecord], call, check) -> dict[str, Any]:
-        """`call` on the whole group; if it raises, on each pair alone, so one bad pair fails alone.
-        Returns sample id -> checked output; failures go into `records` (stage model / output)."""
+        """`call` on the group, or pair by pair when it raises (see `calls.call_isolated`)."""
         if not pairs:
             return {}
-        outputs: list[tuple[list[Pair], list[Any]]] = []
-        try:
-            outputs.append((pairs, _sized(call(pairs), len(pairs))))
-        except BadInput:
-            raise
-        except (Exception, SystemExit):
-            for pair in pairs:
-                try:
-                    outputs.append(([pair], _sized(call([pair]), 1)))
-                except BadInput:
-                    raise
-                except (Exception, SystemExit) as exc:
-                    _fail(records[pair.transition.sample_id], "model", reason(exc))
-        checked = {}
-        for group, values in outputs:
-            for pair, value in zip(group, values):
-                try:
-                    checked[pair.transition.sample_id] = check(value)
-                except SampleError as exc:
-                    _fail(records[pair.transition.sample_id], "output", str(exc))
-        return checked
-
-
-def _sized(values: Any, n: int) -> list[Any]:
-    if not isinstance(values, (list, tuple)) or len(values) != n:
-        raise SampleError(f"the model returned {type(values).__name__} of length "
-                          f"{len(values) if hasattr(values, '__len__') else '?'} for {n} pair(s)")
-    return list(values)
+        return call_isolated(pairs, call, check, lambda pair, stage, why: _fail(records[pair.transition.sample_id],
+                                                                                stage, why),
+                             key=lambda pair: pair.transition.sample_id)
 
 
 def _check_label(value: Any) -> str:

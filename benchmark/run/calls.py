@@ -1,5 +1,5 @@
-"""Calling the model: the global RNGs seeded per batch, an optional per-call timeout, and the
-one-line reason a failed call records (secrets scrubbed)."""
+"""Calling the model: the global RNGs seeded per batch, an optional per-call timeout, and a batch
+call that falls back to one call per sample so that one bad sample fails alone."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..core.errors import SampleError
+from ..core.errors import BadInput, SampleError
+from .scoring import reason
 
 
 def seed_everything(seed: int, sample_ids: Sequence[str]) -> None:
@@ -53,3 +54,39 @@ def call_with_timeout(fn: Callable[[], Any], timeout: float | None) -> Any:
     if "error" in box:
         raise box["error"]
     return box["value"]
+
+
+def call_isolated(items: list, call: Callable[[list], Any], check: Callable[[Any], Any],
+                  fail: Callable[[Any, str, str], None], key: Callable[[Any], str]) -> dict[str, Any]:
+    """`call(items)` -> one output per item; if the call raises (or returns the wrong number of
+    outputs), each item is called alone, so one bad item fails alone: `fail(item, "model", why)`.
+    Each output goes through `check` (SampleError: `fail(item, "output", why)`). BadInput (the model
+    cannot load or is misconfigured) propagates. Returns key(item) -> checked output."""
+    outputs: list[tuple[list, list]] = []
+    try:
+        outputs.append((items, _sized(call(items), len(items))))
+    except BadInput:
+        raise
+    except (Exception, SystemExit):  # a model's sys.exit is its failure, not the run's
+        for item in items:
+            try:
+                outputs.append(([item], _sized(call([item]), 1)))
+            except BadInput:
+                raise
+            except (Exception, SystemExit) as exc:
+                fail(item, "model", reason(exc))
+    checked = {}
+    for group, values in outputs:
+        for item, value in zip(group, values):
+            try:
+                checked[key(item)] = check(value)
+            except SampleError as exc:
+                fail(item, "output", str(exc))
+    return checked
+
+
+def _sized(values: Any, n: int) -> list:
+    if not isinstance(values, (list, tuple)) or len(values) != n:
+        raise SampleError(f"model returned {type(values).__name__} of length "
+                          f"{len(values) if hasattr(values, '__len__') else '?'} for a batch of {n}")
+    return list(values)

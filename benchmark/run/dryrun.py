@@ -163,8 +163,8 @@ def _multipliers(tasks: list[TaskPlan]) -> str:
     if candidates:
         notes.append(f"x{'/'.join(map(str, candidates))} best-of-N candidates")
     if any(t.counterfactual for t in tasks):
-        notes.append(f"+{sum(t.counterfactual for t in tasks)} counterfactual predictions")
-    return f" ({'; '.join(notes)})" if notes else ""
+        notes.append(f"{sum(t.counterfactual for t in tasks)} of them counterfactual predictions")
+    return f" (incl. {'; '.join(notes)})" if notes else ""
 
 
 def money(amount: float, currency: str) -> str:

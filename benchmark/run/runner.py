@@ -32,7 +32,7 @@ from ..metrics import METRICS, Metric, MetricInput
 from ..models import ModelCard, adapter_class, instantiate
 from ..models.base import Model, TaskInfo
 from . import counterfactual
-from .calls import call_with_timeout, seed_everything
+from .calls import call_isolated, call_with_timeout, seed_everything
 from .counterfactual import COUNTERFACTUAL
 from .capability import check_capabilities, kind_of
 from .kinds import Loaded, TaskKind, fit
@@ -332,44 +332,20 @@ class Evaluation:
                      commit=commit, done=lambda chunk: bar.update(len(chunk)))
         return counts["ours"], counts["elsewhere"]
 
-    def _call_model(self, task: TaskSpec, kind: TaskKind, items: list[Loaded]) -> list[Any]:
+    def _call_model(self, task: TaskSpec, kind: TaskKind, items: list[Loaded]) -> Any:
         batch = kind.batch(task, items, self.model.sees_reference)
         seed_everything(task.seed, batch.sample_ids)
-        out = call_with_timeout(lambda: kind.predict(self.model, batch), self.timeout)
-        if not isinstance(out, (list, tuple)) or len(out) != len(items):
-            raise SampleError(f"model returned {type(out).__name__} of length "
-                              f"{len(out) if hasattr(out, '__len__') else '?'} for a batch of {len(items)}")
-        return list(out)
+        return call_with_timeout(lambda: kind.predict(self.model, batch), self.timeout)
 
     def _predict(self, task: TaskSpec, kind: TaskKind, items: list[Loaded],
                  records: dict[str, SampleRecord]) -> dict[str, Any]:
-        """Call the model on the batch; if it raises, call it per sample so that one bad sample
-        fails alone. Returns sample_id -> validated prediction; failures go into `records`."""
+        """sample_id -> validated prediction (see `calls.call_isolated`); failures go into `records`."""
         if not items:
             return {}
-        clock = time.perf_counter()
-        try:
-            outputs = [(items, self._call_model(task, kind, items))]
-        except BadInput:
-            raise  # the model cannot load or is misconfigured: exit 2, every finished batch is kept
-        except (Exception, SystemExit):  # isolate the failing sample(s); a model's sys.exit is its failure
-            outputs = []
-            for item in items:
-                try:
-                    outputs.append(([item], self._call_model(task, kind, [item])))
-                except BadInput:
-                    raise
-                except (Exception, SystemExit) as exc:
-                    _fail(records[item.sample_id], "model", reason(exc))
-        self._add_time("model", clock)
-        predictions = {}
-        for group, out in outputs:
-            for item, value in zip(group, out):
-                try:
-                    predictions[item.sample_id] = kind.check(value)
-                except SampleError as exc:
-                    _fail(records[item.sample_id], "output", str(exc))
-        return predictions
+        with self._timed("model"):
+            return call_isolated(items, lambda group: self._call_model(task, kind, group), kind.check,
+                                 lambda item, stage, why: _fail(records[item.sample_id], stage, why),
+                                 key=lambda item: item.sample_id)
 
     def _score(self, task: TaskSpec, metrics: TaskMetrics, items: list[Loaded],
                predictions: dict[str, Any]) -> list[ScoreRow]:
