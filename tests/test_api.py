@@ -153,3 +153,11 @@ def test_prediction_details_are_recorded_with_the_sample(workspace):
     wmbench.evaluate("pairs_fdp", FramedShift(), output=workspace / "runs" / "framed", progress=False)
     samples = wmbench.read_run(workspace / "runs" / "framed").samples
     assert {s.sample["model_details"]["geometry"]["filled_from_source"] for s in samples} == {0.25}
+
+
+def test_a_task_spec_built_in_python_is_checked_as_a_yaml_file_is(workspace):
+    spec = wmbench.TaskSpec(name="py_fdp", kind="fdp", dataset=wmbench.DatasetSpec(format="jsonl", subfolder="pairs"),
+                            frames=wmbench.FrameSelection(mode="first_last"), metrics=["l1", "exact_match"])
+    with pytest.raises(wmbench.BadInput, match="TaskSpec 'py_fdp'.*metrics\\[1\\].*scores idp predictions"):
+        wmbench.evaluate(spec, "copy", output=workspace / "runs" / "py")
+    assert not (workspace / "runs" / "py").exists()

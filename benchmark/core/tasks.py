@@ -171,11 +171,11 @@ def load_task(path: str | os.PathLike) -> TaskSpec:
     path = Path(path)
     data = read_yaml(path)
     spec = build(TaskSpec, data, path)
-    _check_names(spec, path)
+    check_names(spec, path)
     return dataclasses.replace(spec, path=str(path))
 
 
-def _check_names(spec: TaskSpec, path: Path) -> None:
+def check_names(spec: TaskSpec, path: Path | str) -> None:
     """Fail on unknown metric or format names at load time, before any model loads."""
     if spec.dataset.format not in FORMATS:
         raise SpecError(path, "dataset.format", f"unknown format '{spec.dataset.format}'"

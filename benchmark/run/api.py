@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..core.errors import BadInput
-from ..core.tasks import TaskSpec, resolve_tasks
+from ..core.tasks import TaskSpec, check_names, resolve_tasks
 from ..core.yamlspec import build
 from ..data import resolve_data_dir
 from ..log.results import write_outputs
@@ -114,6 +114,9 @@ def task_specs(tasks: TaskSelection, *, limit: int | None = None, seed: int | No
         selectors += [p.strip() for p in task.split(",") if p.strip()] if isinstance(task, str) else [task]
     if not selectors:
         raise BadInput("no task given")
+    for spec in selectors:  # a spec built in Python is checked as a YAML file is (formats, metrics, args)
+        if isinstance(spec, TaskSpec):
+            check_names(spec, spec.path or f"TaskSpec '{spec.name}'")
     specs = [s if isinstance(s, TaskSpec) else resolve_tasks([s], include_path)
              for s in selectors]
     flat = [x for s in specs for x in (s if isinstance(s, list) else [s])]
