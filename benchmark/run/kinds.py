@@ -127,9 +127,10 @@ class FDP(TaskKind):
     def store(self, store, item, value, info):
         shape = item.source.shape
         fields: dict[str, Any] = {}
-        details = [details_of(c) for c in value.images] if isinstance(value, Candidates) else details_of(value)
-        if any(details) if isinstance(details, list) else details:  # e.g. the adapter's geometry (models/geometry)
-            info["model_details"] = details
+        frames = value.images if isinstance(value, Candidates) else [value]
+        if any(map(details_of, frames)):  # what the adapter recorded, e.g. its geometry (models/geometry)
+            info["model_details"] = ([details_of(c) for c in frames] if isinstance(value, Candidates)
+                                     else details_of(value))
         if isinstance(value, Candidates):
             fields, value = bestofn.store(store, [fit(c, shape, info, "prediction_resized_from")
                                                   for c in value.images], value)
