@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from wmbench.data import lerobot, metaworld, metaworld_sim
+from wmbench.data import lerobot, metaworld, metaworld_motion, metaworld_sim
 from wmbench.data.common import FormatError
 from wmbench.core.frames import FrameSelection
 from wmbench.core.errors import BadInput
@@ -223,18 +223,18 @@ def _ancestor(model, body: int, ancestor: int) -> bool:
 
 
 def test_describe_motion_thresholds():
-    camera = metaworld.CameraModel({"pos": [0, 0, 1], "xmat": np.eye(3).tolist(), "fovy": 90, "width": 100,
+    camera = metaworld_motion.CameraModel({"pos": [0, 0, 1], "xmat": np.eye(3).tolist(), "fovy": 90, "width": 100,
                                     "height": 100, "rot180": False})  # looks straight down, x right, y up
     still = np.array([0, 0, 0, 1.0])
-    assert metaworld.describe_motion(still, still + [0.001, 0, 0, 0.02], camera) == "keep the arm still"
-    assert metaworld.describe_motion(still, still + [0.1, 0.005, 0, -0.5], camera) == \
+    assert metaworld_motion.describe_motion(still, still + [0.001, 0, 0, 0.02], camera) == "keep the arm still"
+    assert metaworld_motion.describe_motion(still, still + [0.1, 0.005, 0, -0.5], camera) == \
         "move the arm right, close the gripper"
-    assert metaworld.describe_motion(still, still + [-0.1, -0.1, 0, 0.5], camera) == \
+    assert metaworld_motion.describe_motion(still, still + [-0.1, -0.1, 0, 0.5], camera) == \
         "move the arm left and down, open the gripper"
-    assert metaworld.describe_motion(still, still + [0, 0, 0.1, 0], camera) == "move the arm toward the camera"
-    flipped = metaworld.CameraModel({**camera.__dict__, "pos": [0, 0, 1], "xmat": np.eye(3).tolist(), "fovy": 90,
+    assert metaworld_motion.describe_motion(still, still + [0, 0, 0.1, 0], camera) == "move the arm toward the camera"
+    flipped = metaworld_motion.CameraModel({**camera.__dict__, "pos": [0, 0, 1], "xmat": np.eye(3).tolist(), "fovy": 90,
                                      "width": 100, "height": 100, "rot180": True})
-    assert metaworld.describe_motion(still, still + [0.1, 0, 0, 0], flipped) == "move the arm left"
+    assert metaworld_motion.describe_motion(still, still + [0.1, 0, 0, 0], flipped) == "move the arm left"
 
 
 def test_option_validation():
@@ -249,7 +249,7 @@ def test_option_validation():
 
 def test_split_format_and_generator_options_are_checked(generated, tmp_path):
     root = generated["a"]
-    with pytest.raises(BadInput, match="one split, 'test'"):
+    with pytest.raises(BadInput, match="holds the generated Meta-World split 'test' only"):
         list(metaworld.read(root, spec(split="train"), FrameSelection(mode="gap", gap=2)))
     with pytest.raises(BadInput, match="action_text"):
         read(root, action_text="verbose")

@@ -157,8 +157,9 @@ def cmd_data_make(args: argparse.Namespace) -> int:
     options = {k: v for k, v in {"episodes": args.episodes, "size": args.size, "seed": args.seed,
                                  "frame_skip": args.frame_skip, "max_frames": args.max_frames,
                                  "tasks": _csv(args.tasks) or None, "camera": args.camera,
-                                 "frames_as": args.frames_as}.items() if v is not None}
-    root = resolve_data_dir(args.data_dir) / (args.subfolder or args.name)
+                                 "frames_as": args.frames_as, "split": args.split}.items() if v is not None}
+    default_folder = args.name if args.split in (None, "test") else f"{args.name}-{args.split}"
+    root = resolve_data_dir(args.data_dir) / (args.subfolder or default_folder)
     if root.exists():
         if not args.force:
             raise BadInput(f"{root} exists; pass --force to generate it again")

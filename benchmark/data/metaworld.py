@@ -19,7 +19,7 @@ Options (validated, unknown -> BadInput): tasks (env names, default DEFAULT_TASK
 40 fps, episodes of 25-54 frames, 40 on average), max_frames (per episode, 60; an expert that has
 not succeeded by then is dropped), camera ("corner4": arm and objects large in view; any camera of
 the Meta-World model), frames_as ("images" | "video"), codec ("av1" | "h264", for video),
-segmentation (True; it costs ~15% of the generation CPU time).
+segmentation (True; it costs ~15% of the generation CPU time), split ("test"; see `read`).
 Segmentation, geometry: labels come from MuJoCo's segmentation rendering (geom/site ids) mapped
 through the body tree. Meta-World's corner cameras are mounted upside down; their frames (and
 masks) are rotated by 180 degrees so the table is at the bottom.
@@ -43,13 +43,15 @@ geometry) and described in image terms: "move the arm left and down, close the g
 meta["instruction"] is the task instruction, meta["task"] the env name, meta["motion"] the motion
 text. action_vector is the (k, 4) float32 array of the per-frame actions of frames t..t+k-1.
 aux["source_segmentation"] / aux["target_segmentation"] are the label images ((H, W, 3) uint8,
-the label in every channel). Split: the data has one split, "test"; any other split is refused.
+the label in every channel). Split: a generated folder holds one split (option `split`: "test",
+the default and the metaworld_* tasks' data, or "train" / "unlabelled" for the reference models,
+generated from other seeds); the reader refuses any other split. The motion language (81 texts)
+is defined in metaworld_motion.py.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import subprocess
@@ -64,6 +66,7 @@ from ..core.registry import did_you_mean
 from ..core.types import Transition
 from .common import IMAGE_OPTIONS, FormatError, check_options, describe_folder
 from ..core.frames import FrameSelection
+from .metaworld_motion import CameraModel, describe_motion
 
 FORMAT = "metaworld"
 DEFAULT_TASKS = ("push-v3", "pick-place-v3", "drawer-open-v3", "button-press-v3", "door-open-v3", "reach-v3")
@@ -81,17 +84,18 @@ INSTRUCTIONS = {
 }
 GENERATOR_OPTIONS = {"tasks": list(DEFAULT_TASKS), "episodes": 4, "size": 128, "seed": 0, "frame_skip": 2,
                      "max_frames": 60, "camera": "corner4", "frames_as": "images", "codec": "av1",
-                     "segmentation": True}
+                     "segmentation": True, "split": "test"}
+#: The splits of the built-in data (wmbench.run.reference): generated from disjoint seeds, each in
+#: its own data-dir subfolder. `test` is the evaluation data of the metaworld_* tasks.
+SPLITS = ("test", "train", "unlabelled")
+#: Generator options a split implies unless given: a small labelled set (6 tasks x 4 = 24 episodes)
+#: and an unlabelled one three times larger (72), from seeds the test split (seed 0) does not use.
+SPLIT_DEFAULTS = {"train": {"seed": 1, "episodes": 4}, "unlabelled": {"seed": 2, "episodes": 12}}
 READ_OPTIONS = {"action_text": "motion", "episodes": None, "tasks": None, **IMAGE_OPTIONS}
 ENV_STEP_S = 0.0125  # Meta-World: 5 MuJoCo steps of 2.5 ms per env step (80 Hz)
 MAX_ENV_STEPS = 500  # Meta-World's max_path_length
 MANIFEST = "meta/wmbench.json"
 SEGMENTATION_KEY = "observation.segmentation"
-# Motion-text thresholds: image-plane motion as a fraction of the frame size, depth in metres,
-# gripper opening in Meta-World's normalised units (0 closed .. 1 open). An axis is named only when
-# it is at least DOMINANCE times the largest image-plane component, so "left" does not become
-# "left and down" for a 1 px drift.
-PLANE_MIN, DOMINANCE, DEPTH_MIN, DEPTH_SHARE, GRIP_MIN = 0.03, 0.4, 0.03, 0.6, 0.15
 
 
 # ----------------------------------------------------------------------------- options
@@ -99,7 +103,10 @@ PLANE_MIN, DOMINANCE, DEPTH_MIN, DEPTH_SHARE, GRIP_MIN = 0.03, 0.4, 0.03, 0.6, 0
 def normalize_options(options: dict | None, check_tasks: bool = True) -> dict:
     """Generator options merged over the defaults and checked; BadInput names a bad one.
     `check_tasks` looks the env names up in Meta-World (imports it, and so MuJoCo)."""
-    opts = check_options("metaworld generator", dict(options or {}), GENERATOR_OPTIONS)
+    given = dict(options or {})
+    split = given.get("split")
+    opts = check_options("metaworld generator", {**SPLIT_DEFAULTS.get(split if isinstance(split, str) else "", {}), **given},
+                         GENERATOR_OPTIONS)
     tasks = opts["tasks"]
     if isinstance(tasks, str):
         tasks = [t.strip() for t in tasks.split(",") if t.strip()]
@@ -136,6 +143,11 @@ def normalize_options(options: dict | None, check_tasks: bool = True) -> dict:
     if not isinstance(opts["segmentation"], bool):
         raise BadInput("metaworld generator: option 'segmentation' must be true or false, "
                            f"got {opts['segmentation']!r}")
+    if opts["split"] not in SPLITS:
+        raise BadInput(f"metaworld generator: option 'split' must be one of {list(SPLITS)}, got {opts['split']!r}")
+    if opts["split"] != "test" and opts["seed"] == GENERATOR_OPTIONS["seed"]:
+        raise BadInput(f"metaworld generator: split {opts['split']!r} with seed {opts['seed']} would repeat the "
+                       "test split's episodes; give another seed")
     if not isinstance(opts["camera"], str):
         raise BadInput(f"metaworld generator: option 'camera' must be a camera name, got {opts['camera']!r}")
     return opts
@@ -221,7 +233,7 @@ def _write(out: Path, opts: dict, progress: bool) -> None:
         features[SEGMENTATION_KEY] = image_feature(size, size, 1)
     fps = 1.0 / (ENV_STEP_S * opts["frame_skip"])
     writer = V3Writer(out, fps, features, robot_type="sawyer", codec=opts["codec"],
-                      splits={"test": f"0:{len(opts['tasks']) * opts['episodes']}"})
+                      splits={opts["split"]: f"0:{len(opts['tasks']) * opts['episodes']}"})
     bar = _progress(len(opts["tasks"]) * opts["episodes"], progress)
     episodes, camera = [], None
     try:
@@ -293,56 +305,6 @@ def _versions() -> dict:
     return out
 
 
-# ----------------------------------------------------------------------------- motion text
-
-class CameraModel:
-    """Pinhole model of the stored MuJoCo camera (looks along -z, x right, y up), in the
-    orientation of the stored frames (rotated 180 degrees when `rot180`)."""
-
-    def __init__(self, geometry: dict):
-        self.pos = np.asarray(geometry["pos"], np.float64)
-        self.xmat = np.asarray(geometry["xmat"], np.float64).reshape(3, 3)
-        self.width, self.height = float(geometry["width"]), float(geometry["height"])
-        self.focal = (self.height / 2) / math.tan(math.radians(float(geometry["fovy"])) / 2)
-        self.rot180 = bool(geometry["rot180"])
-
-    def project(self, point: np.ndarray) -> tuple[float, float, float]:
-        """World point -> (u, v) pixel coordinates (u right, v down) and depth (m) from the camera."""
-        local = self.xmat.T @ (np.asarray(point, np.float64) - self.pos)
-        depth = -local[2]
-        u = self.width / 2 + self.focal * local[0] / depth
-        v = self.height / 2 - self.focal * local[1] / depth
-        if self.rot180:
-            u, v = self.width - u, self.height - v
-        return float(u), float(v), float(depth)
-
-
-def describe_motion(state0: np.ndarray, state1: np.ndarray, camera: CameraModel) -> str:
-    """The end effector's motion between two states in the words of the camera view."""
-    u0, v0, d0 = camera.project(state0[:3])
-    u1, v1, d1 = camera.project(state1[:3])
-    du, dv = (u1 - u0) / camera.width, (v1 - v0) / camera.height
-    largest = max(abs(du), abs(dv))
-    moves = []
-    if abs(du) >= PLANE_MIN and abs(du) >= DOMINANCE * largest:
-        moves.append("right" if du > 0 else "left")
-    if abs(dv) >= PLANE_MIN and abs(dv) >= DOMINANCE * largest:
-        moves.append("down" if dv > 0 else "up")
-    travel = float(np.linalg.norm(np.asarray(state1[:3], np.float64) - np.asarray(state0[:3], np.float64)))
-    if abs(d1 - d0) >= DEPTH_MIN and abs(d1 - d0) >= DEPTH_SHARE * travel:
-        moves.append("toward the camera" if d1 < d0 else "away from the camera")
-    if not moves:
-        text = "keep the arm still"
-    else:
-        text = "move the arm " + (moves[0] if len(moves) == 1 else ", ".join(moves[:-1]) + " and " + moves[-1])
-    grip = float(state1[3]) - float(state0[3])
-    if grip <= -GRIP_MIN:
-        text += ", close the gripper"
-    elif grip >= GRIP_MIN:
-        text += ", open the gripper"
-    return text
-
-
 # ----------------------------------------------------------------------------- read
 
 def load_manifest(root: Path) -> dict:
@@ -366,14 +328,15 @@ def read(root: Path, spec: Any, frames: FrameSelection) -> Iterator[Transition]:
     if options["action_text"] not in ("motion", "instruction", "both"):
         raise BadInput(f"format '{FORMAT}': option 'action_text' must be 'motion', 'instruction' or 'both', "
                            f"got {options['action_text']!r}")
-    if spec.split != "test":
-        raise BadInput(f"format '{FORMAT}': the generated Meta-World data has one split, 'test'; "
-                           f"got {spec.split!r}")
     manifest = load_manifest(root)
+    generated = manifest.get("options", {}).get("split", "test")
+    if spec.split != generated:
+        raise BadInput(f"format '{FORMAT}': {root} holds the generated Meta-World split {generated!r} only; "
+                       f"got split {spec.split!r} (each split is generated into its own folder)")
     _check_generated_with(root, manifest, spec)
     ds = lerobot.open_dataset(root)
     by_index = {e["episode_index"]: e for e in manifest["episodes"]}
-    episodes = lerobot.select_episodes(ds, options["episodes"], "test")
+    episodes = lerobot.select_episodes(ds, options["episodes"], spec.split)
     if options["tasks"] is not None:
         wanted = [options["tasks"]] if isinstance(options["tasks"], str) else list(options["tasks"])
         unknown = sorted(set(wanted) - set(manifest["instructions"]))
