@@ -94,8 +94,11 @@ def build_parser() -> argparse.ArgumentParser:
     make.add_argument("--tasks", help="comma-separated simulator task names, e.g. push-v3,reach-v3")
     make.add_argument("--camera", help="simulator camera name (metaworld default: corner4)")
     make.add_argument("--frames-as", choices=["images", "video"], help="store frames as PNG in parquet or as video")
+    make.add_argument("--split", help="metaworld: test (default), train or unlabelled (other seeds; see "
+                      "docs/paper-in-miniature.md)")
     make.add_argument("--data-dir", help="datasets folder (default: $WMBENCH_DATA_DIR or ~/.cache/wmbench/data)")
-    make.add_argument("--subfolder", help="folder name under the data dir (default: the generator name)")
+    make.add_argument("--subfolder", help="folder name under the data dir (default: the generator name, "
+                      "+ '-<split>' for a split other than test)")
     make.add_argument("--force", action="store_true", help="replace an existing dataset")
     make.add_argument("--no-progress", action="store_true", help="no progress bar")
     make.set_defaults(func=cmd_data_make)
@@ -186,4 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     from ..analysis.human import register_cli as human_commands  # argparse only: --help stays fast
 
     human_commands(sub)
+    from .reference import register as reference_commands
+
+    reference_commands(sub)
     return parser

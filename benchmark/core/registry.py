@@ -112,6 +112,8 @@ MODELS.register("diffusers-editor", "wmbench.models.editors:DiffusersEditor")
 MODELS.register("openai-compatible", "wmbench.models.api:OpenAIChatModel")
 MODELS.register("openai-compatible-scoring", "wmbench.models.api:OpenAIScoringModel")
 MODELS.register("verified", "wmbench.models.verified:VerifiedModel")
+MODELS.register("reference-idp", "wmbench.models.reference.adapters:ReferenceIDP")
+MODELS.register("reference-fdp", "wmbench.models.reference.adapters:ReferenceFDP")
 
 METRICS: Registry = Registry("metric", "wmbench.metrics")
 for _name, _target in {

@@ -140,6 +140,36 @@ def paired(a: Sequence[float], b: Sequence[float], clusters: Sequence[Hashable |
             "ci": ci, **wilcoxon(d)}
 
 
+def normalized(model: Sequence[float], floor: Sequence[float], ceiling: Sequence[float],
+               clusters: Sequence[Hashable | None] | None = None, *, confidence: float = CONFIDENCE,
+               n_resamples: int = N_RESAMPLES, seed: int = SEED) -> dict[str, Any]:
+    """Where a model's mean lies between a floor's and a ceiling's on the same samples (i-th value
+    of each: one sample): (mean(model) - mean(floor)) / (mean(ceiling) - mean(floor)), 0 at the
+    floor, 1 at the ceiling (either direction of "better"), with a percentile-bootstrap interval
+    that resamples the samples (or clusters) jointly for the three. None where floor = ceiling."""
+    x = np.stack([np.asarray(v, dtype=np.float64) for v in (model, floor, ceiling)])
+    if x.ndim != 2 or x.shape[1] == 0:
+        raise ValueError("normalized: three equal-length, non-empty score vectors are needed")
+    grouped = _clusters(x.shape[1], clusters)
+    index, k = grouped if grouped is not None else (np.arange(x.shape[1]), x.shape[1])
+    sums = np.stack([np.bincount(index, weights=row, minlength=k) for row in x])
+    counts = np.bincount(index, minlength=k).astype(np.float64)
+    draw = np.random.default_rng(seed).integers(0, k, (n_resamples, k))
+    means = sums[:, draw].sum(axis=2) / counts[draw].sum(axis=1)  # (3, n_resamples)
+
+    def ratio(m: np.ndarray, f: np.ndarray, c: np.ndarray) -> np.ndarray:
+        span = c - f
+        return np.where(span != 0, (m - f) / np.where(span != 0, span, 1.0), np.nan)
+
+    point = ratio(*x.mean(axis=1))
+    dist = ratio(*means)
+    dist = dist[np.isfinite(dist)]
+    return {"value": float(point) if np.isfinite(point) else None,
+            "ci": percentile_interval(dist, confidence) if np.isfinite(point) and len(dist) else None,
+            "floor": float(x[1].mean()), "ceiling": float(x[2].mean()), "model": float(x[0].mean()),
+            "n": int(x.shape[1])}
+
+
 def across_seeds(means: Sequence[float]) -> dict[str, Any]:
     """Spread of one score over runs that differ only by seed: mean of the per-seed means,
     sample standard deviation (ddof=1), range."""

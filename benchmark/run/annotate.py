@@ -104,7 +104,7 @@ def annotate(model: ModelSelection, model_args: dict[str, Any] | None = None, *,
     refuse_other_settings(out, settings, identity)
     transitions = _read(spec, source_root, selection, limit, seed)
     reduction = _reduction(card, instance)
-    if reduction != "mean":
+    if reduction in ("sum", "unknown"):
         print(f"wmbench: warning: the label confidences are {files.REDUCTIONS[reduction]}", file=sys.stderr)
     job = Labeller(card, instance, out, transitions, settings, identity, batch_size, device, progress)
     try:
@@ -149,13 +149,14 @@ def _prefer_mean(card: ModelCard, model_args: dict[str, Any] | None) -> tuple[Mo
 
 
 def _reduction(card: ModelCard, instance: Model | None) -> str:
-    """How the stored confidences reduce the label's token log-probabilities: 'mean', 'sum', or
-    'unknown' (an adapter that does not say; a plugin may declare `logprob_reduction`)."""
+    """How the stored confidences reduce the label's token log-probabilities: 'mean', 'sum', 'text'
+    (a closed set of whole texts), or 'unknown' (an adapter that does not say; a plugin may declare
+    `logprob_reduction`)."""
     if instance is not None:
         value = getattr(instance, "logprob_reduction", None)
     else:
         value = card.args.get("logprob_reduction", getattr(adapter_class(card), "logprob_reduction", None))
-    return value if value in ("mean", "sum") else "unknown"
+    return value if value in files.REDUCTIONS else "unknown"
 
 
 def _frames(frames: str | FrameSelection, keyframes: int, min_interval: int, gap: int, stride: int | None,

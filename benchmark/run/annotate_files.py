@@ -48,6 +48,8 @@ REDUCTIONS = {
     "mean": "per-token mean log-probabilities of the label given the two frames and the prompt",
     "sum": "summed log-probabilities of the label's tokens (the adapter was asked for the sum; not normalised: "
            "short labels rank higher)",
+    "text": "log-likelihoods of the whole label over the adapter's closed set of texts (no tokens, e.g. "
+            "reference-idp: every label is one of the same texts, so no length bias)",
     "unknown": "as the adapter's action_logprob returns them (it does not declare logprob_reduction, so wmbench "
                "cannot tell whether they are per-token means, nor normalise them)",
 }

@@ -1,0 +1,216 @@
+"""`wmbench reference train`: the reference world models, trained on the built-in Meta-World data.
+
+The pipeline (Qiu et al.'s bootstrapping in miniature), all on CPU:
+1. the `train` and `unlabelled` splits of the built-in data are generated when missing (data dir
+   subfolders `metaworld-train`, `metaworld-unlabelled`; seeds 1 and 2, the test split is seed 0);
+2. `ref-idp` is trained on the labelled `train` pairs;
+3. the `unlabelled` pairs are labelled by `ref-idp` through `wmbench annotate` (their own action
+   texts are never read for training; they only measure the labels' accuracy afterwards);
+4. `ref-fdp` is trained on `train`; `ref-fdp-boot` with the same configuration and number of steps
+   on `train` plus the annotated pairs.
+Every pair is a gap-8 pair (stride 1), as the metaworld_* tasks' pairs (gap 8, stride 4).
+The output folder gets the three checkpoints, `annotations/` (annotate's output), `curves.json`
+(the loss every 10 steps), `loss_curves.png` and `training.json` (sha256s, pair counts, times).
+Training is deterministic per seed for one torch build and thread count.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from ..core.errors import BadInput
+from ..core.frames import FrameSelection
+from ..core.tasks import DatasetSpec
+from ..data import FORMATS, resolve_data_dir
+from ..models.reference import training
+from ..models.reference.training import Pairs, TrainConfig
+
+FRAMES = FrameSelection(mode="gap", gap=8, stride=1)
+SPLIT_FOLDERS = {"train": "metaworld-train", "unlabelled": "metaworld-unlabelled"}
+#: The configurations, fixed before any test result was seen (steps sized to the CPU budget).
+CONFIGS = {
+    "ref-idp": TrainConfig("idp", size=32, width=32, steps=1000),
+    "ref-fdp": TrainConfig("fdp", size=32, width=24, components=8, steps=2000),
+    "ref-fdp-boot": TrainConfig("fdp", size=32, width=24, components=8, steps=2000),
+}
+DEFAULT_OUTPUT = Path("~/.cache/wmbench/reference")
+
+
+@dataclass(frozen=True)
+class TrainingResult:
+    output: Path
+    checkpoints: dict[str, Path]
+    sha256: dict[str, str]
+    record: dict[str, Any]
+
+
+def train_references(output: str | os.PathLike | None = None, *, seed: int = 0,
+                     data_dir: str | os.PathLike | None = None, progress: bool = True,
+                     steps: dict[str, int] | None = None, data_options: dict[str, Any] | None = None,
+                     batch_size: int | None = None) -> TrainingResult:
+    """Generate the splits when missing and train ref-idp, ref-fdp and ref-fdp-boot into `output`
+    (default ~/.cache/wmbench/reference/seed-<seed>). `steps` overrides a model's steps, and
+    `data_options` the splits' generator options (both for quick runs: tests, smoke checks)."""
+    import torch
+
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise BadInput(f"--seed must be an integer, got {seed!r}")
+    out = Path(output).expanduser() if output else DEFAULT_OUTPUT.expanduser() / f"seed-{seed}"
+    if out.exists() and not out.is_dir():
+        raise BadInput(f"--output {out} is a file, not a folder")
+    configs = _configs(seed, steps or {}, batch_size)
+    data_dir = resolve_data_dir(data_dir)
+    times: dict[str, float] = {}
+    roots = {split: _split_root(split, data_dir, data_options or {}, progress, times) for split in SPLIT_FOLDERS}
+    out.mkdir(parents=True, exist_ok=True)
+    record: dict[str, Any] = {"seed": seed, "torch": torch.__version__, "threads": torch.get_num_threads(),
+                              "frames": FRAMES.describe(), "data": {}, "models": {}}
+
+    start = time.perf_counter()
+    train_pairs = load_pairs(_spec("train", data_options), roots["train"], configs["ref-idp"].size, progress)
+    record["data"]["train"] = train_pairs.description
+    times["load train pairs"] = time.perf_counter() - start
+
+    curves, checkpoints, digests = {}, {}, {}
+
+    def fit(name: str, pairs: Pairs) -> None:
+        t0 = time.perf_counter()
+        net, losses = training.train(configs[name], pairs, progress, desc=f"train {name}")
+        times[f"train {name}"] = time.perf_counter() - t0
+        curves[name] = training.curve(losses)
+        info = {"pairs": len(pairs), "first_loss": losses[0], "final_loss": sum(losses[-20:]) / len(losses[-20:]),
+                "data": pairs.description}
+        checkpoints[name] = out / f"{name}.safetensors"
+        digests[name] = training.save(checkpoints[name], net, configs[name], info)
+        record["models"][name] = {**info, "config": configs[name].__dict__, "sha256": digests[name],
+                                  "parameters": sum(p.numel() for p in net.parameters()),
+                                  "bytes": checkpoints[name].stat().st_size}
+
+    fit("ref-idp", train_pairs)
+    t0 = time.perf_counter()
+    annotated, label_quality = annotate_unlabelled(checkpoints["ref-idp"], digests["ref-idp"], roots["unlabelled"],
+                                                   out / "annotations", data_options, configs["ref-fdp"].size,
+                                                   progress)
+    times["annotate unlabelled"] = time.perf_counter() - t0
+    record["data"]["unlabelled"] = {**annotated.description, **label_quality}
+    fit("ref-fdp", train_pairs)
+    fit("ref-fdp-boot", Pairs.concat([train_pairs, annotated]))
+    record["times_s"] = {k: round(v, 1) for k, v in times.items()}
+    (out / "curves.json").write_text(json.dumps(curves, indent=1) + "\n", encoding="utf-8")
+    (out / "training.json").write_text(json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8")
+    plot_curves(curves, out / "loss_curves.png")
+    return TrainingResult(out, checkpoints, digests, record)
+
+
+def _configs(seed: int, steps: dict[str, int], batch_size: int | None) -> dict[str, TrainConfig]:
+    unknown = sorted(set(steps) - set(CONFIGS))
+    if unknown:
+        raise BadInput(f"steps: unknown model(s) {unknown}; known: {', '.join(CONFIGS)}")
+    out = {}
+    for name, config in CONFIGS.items():
+        count = int(steps.get(name, config.steps))
+        if count < 1:
+            raise BadInput(f"steps: {name} needs at least 1 step, got {count}")
+        out[name] = replace(config, seed=seed, steps=count, batch_size=batch_size or config.batch_size)
+    return out
+
+
+def _spec(split: str, data_options: dict[str, Any] | None) -> DatasetSpec:
+    return DatasetSpec(format="metaworld", subfolder=SPLIT_FOLDERS[split], split=split, generator="metaworld",
+                       generator_options={**(data_options or {}), "split": split})
+
+
+def _split_root(split: str, data_dir: Path, data_options: dict[str, Any], progress: bool,
+                times: dict[str, float]) -> Path:
+    from .selection import run_generator
+
+    root = data_dir / SPLIT_FOLDERS[split]
+    if not root.exists():
+        print(f"wmbench: generating the Meta-World {split} split under {root}", file=sys.stderr)
+        t0 = time.perf_counter()
+        run_generator("metaworld", root, {**data_options, "split": split}, progress)
+        times[f"generate {split}"] = time.perf_counter() - t0
+    return root
+
+
+def load_pairs(spec: DatasetSpec, root: Path, size: int, progress: bool = True,
+               labels: dict[str, str] | None = None) -> Pairs:
+    """The frame pairs of a dataset at `size`, with the motion factors of their action texts (or of
+    `labels[sample_id]` where given). Pairs whose text is outside the language are left out and counted."""
+    import torch
+    from tqdm import tqdm
+
+    from ..data.metaworld_motion import parse_motion
+    from ..models.reference.nets import resize
+
+    transitions = list(FORMATS.get(spec.format)(root, spec, FRAMES if spec.format == "metaworld" else FrameSelection()))
+    sources, targets, motions, skipped = [], [], [], 0
+    for t in tqdm(transitions, desc=f"load {root.name}", unit="pair", disable=not progress):
+        text = labels.get(t.sample_id) if labels is not None else t.action_text
+        motion = parse_motion(text or "")
+        if motion is None or t.target is None:
+            skipped += 1
+            continue
+        sources.append(resize([t.source.load()], size))
+        targets.append(resize([t.target.load()], size))
+        motions.append(list(motion))
+    if not sources:
+        raise BadInput(f"{root}: no frame pair with a motion text to train on")
+    description = {"folder": root.name, "format": spec.format, "pairs": len(sources), "left_out": skipped}
+    if spec.format == "metaworld":
+        description.update(split=spec.split, episodes=len({t.episode_id for t in transitions}))
+    return Pairs(torch.cat(sources), torch.cat(targets), torch.tensor(motions, dtype=torch.long), description)
+
+
+def annotate_unlabelled(checkpoint: Path, digest: str, root: Path, output: Path, data_options: dict[str, Any] | None,
+                        size: int, progress: bool) -> tuple[Pairs, dict[str, Any]]:
+    """Label the unlabelled split with ref-idp through `annotate` (every pair kept) and read the
+    written AURORA training file back as FDP training pairs. Also returns the labels' accuracy
+    against the split's own motion texts (measured only, never trained on)."""
+    from ..models import ModelCard
+    from .annotate import annotate
+    from .annotate_files import image_names
+
+    if output.exists():  # a new ref-idp: its labels, not a previous one's
+        import shutil
+
+        shutil.rmtree(output)
+    card = ModelCard(name="ref-idp", adapter="reference-idp", args={"checkpoint": str(checkpoint), "sha256": digest})
+    spec = _spec("unlabelled", data_options)
+    result = annotate(card, output=output, format="metaworld", root=root, split="unlabelled", frames=FRAMES,
+                      batch_size=64, progress=progress)
+    entries = json.loads(result.train_file.read_text(encoding="utf-8"))
+    truth = {image_names(t.sample_id)[0]: t.action_text
+             for t in FORMATS.get("metaworld")(root, spec, FRAMES)}
+    correct = sum(truth.get(e["input"]) == e["instruction"] for e in entries)
+    pairs = load_pairs(DatasetSpec(format="aurora", subfolder=output.name, split="train",
+                                   options={"file": result.train_file.name}), output, size, progress)
+    quality = {"labelled": result.labelled, "kept": result.kept, "failed": result.failed,
+               "label_exact_match": round(correct / max(len(entries), 1), 4)}
+    return pairs, quality
+
+
+def plot_curves(curves: dict[str, list[float]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    for name, values in curves.items():
+        ax = axes[0] if name == "ref-idp" else axes[1]
+        ax.plot([10 * i for i in range(len(values))], values, label=name)
+    axes[0].set(title="IDP: -log p(text) per pair", xlabel="step", ylabel="loss")
+    axes[1].set(title="FDP: mixture NLL per pixel dim (+ relaxed WTA term)", xlabel="step")
+    for ax in axes:
+        ax.legend()
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
