@@ -151,6 +151,10 @@ class RunStore:
             self.db.execute("INSERT OR REPLACE INTO tasks VALUES (?, ?, ?, ?, ?)", binding)
         return json.loads(row[0]) if row is not None else []
 
+    def is_empty(self) -> bool:
+        """No sample of any task was ever committed (claims and bindings aside)."""
+        return not self._has_samples()
+
     def _has_samples(self, task: str | None = None) -> bool:
         query, args = ("SELECT 1 FROM samples WHERE task = ? LIMIT 1", (task,)) if task else ("SELECT 1 FROM samples LIMIT 1", ())
         return self.db.execute(query, args).fetchone() is not None
@@ -378,3 +382,15 @@ class _Transaction:
     def __exit__(self, exc_type, exc, tb):
         self.db.execute("COMMIT" if exc_type is None else "ROLLBACK")
         return False
+
+
+def remove_unused(run_dir: Path) -> None:
+    """Remove a run directory that holds nothing but an empty store's files (a command that created
+    it and was refused before storing anything); anything else in it keeps it."""
+    names = {"store.sqlite", "store.sqlite-wal", "store.sqlite-shm", "store.sqlite-journal"}
+    entries = list(run_dir.iterdir()) if run_dir.is_dir() else []
+    if any(e.name not in names or not e.is_file() for e in entries):
+        return
+    for entry in entries:
+        entry.unlink(missing_ok=True)
+    run_dir.rmdir()

@@ -24,7 +24,7 @@ from ..core.tasks import TaskSpec, check_names, resolve_tasks
 from ..core.yamlspec import build
 from ..data import resolve_data_dir
 from ..log.results import write_outputs
-from ..log.store import RunStore
+from ..log.store import RunStore, remove_unused
 from ..metrics.weights import ENV_DIR
 from ..models import ModelCard, discover_cards, resolve_card
 from ..models.base import Model
@@ -303,13 +303,19 @@ def _finish(evaluation: Evaluation, specs: list[TaskSpec], config: dict[str, Any
         summary = evaluation.run(specs, rescore=rescore, generate=generate)
     except BaseException as exc:
         # results.json for every batch this invocation stored before the stop; a refusal before
-        # anything was stored (bad input) leaves the run directory exactly as it was
-        if evaluation.opened and (evaluation.committed or not isinstance(exc, BadInput)):
+        # anything was stored (bad input, e.g. a model that cannot be built) leaves the run
+        # directory exactly as it was: not there at all when this invocation created it
+        refused = isinstance(exc, BadInput) and not evaluation.committed
+        if evaluation.opened and not refused:
             try:
                 write_outputs(evaluation.store, config)
             except Exception:  # noqa: BLE001 - the first error is the one to report
                 pass
+        unused = refused and evaluation.created and evaluation.shard is None and evaluation.opened \
+            and evaluation.store.is_empty()
         evaluation.close()
+        if unused:
+            remove_unused(evaluation.run_dir)
         raise
     clock = time.perf_counter()
     try:

@@ -80,6 +80,8 @@ class Evaluation:
         #: what the run directory records of the model: the card without secrets
         self.identity = card.public_identity()
         self.run_dir = Path(run_dir)
+        #: the run directory is this invocation's (a refusal before anything is stored removes it)
+        self.created = not self.run_dir.exists()
         self.data_dir = Path(data_dir)
         self.batch_size = batch_size
         self.device = device
