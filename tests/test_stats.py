@@ -29,6 +29,30 @@ def test_percentile_bootstrap_matches_scipy(n):
     assert ours == pytest.approx([ref.low, ref.high], rel=1e-12, abs=1e-12)
 
 
+def _normalised(m, f, c, axis=-1):
+    return (m.mean(axis) - f.mean(axis)) / (c.mean(axis) - f.mean(axis))
+
+
+def test_normalised_score_matches_scipy_paired_bootstrap():
+    """(model - floor) / (ceiling - floor) of the means, samples resampled jointly: scipy's paired
+    bootstrap on the same draws; a difference of two such scores likewise."""
+    rng = np.random.default_rng(5)
+    model, floor, ceiling = rng.random(40) * 0.5 + 0.2, rng.random(40) * 0.2, 0.8 + rng.random(40) * 0.2
+    ours = stats.normalized(model, floor, ceiling, seed=7)
+    ref = sps.bootstrap((model, floor, ceiling), _normalised, paired=True, vectorized=True, method="percentile",
+                        n_resamples=stats.N_RESAMPLES, rng=np.random.default_rng(7))
+    assert ours["value"] == pytest.approx(_normalised(model, floor, ceiling), rel=1e-12)
+    assert ours["ci"] == pytest.approx(list(ref.confidence_interval), rel=1e-12)
+    other = model * 0.5 + 0.1
+    diff = stats.normalized_difference((model, floor, ceiling), (other, floor, ceiling), seed=7)
+    ref = sps.bootstrap((model, other, floor, ceiling), lambda a, b, f, c, axis=-1:
+                        _normalised(a, f, c, axis) - _normalised(b, f, c, axis), paired=True, vectorized=True,
+                        method="percentile", n_resamples=stats.N_RESAMPLES, rng=np.random.default_rng(7))
+    assert diff["ci"] == pytest.approx(list(ref.confidence_interval), rel=1e-12)
+    assert diff["p_value"] < 0.01 and diff["diff"] > 0
+    assert stats.normalized(model, floor, floor)["value"] is None  # no span between floor and ceiling
+
+
 def test_one_cluster_per_sample_is_the_plain_bootstrap():
     x = _data(50)
     assert stats.bootstrap_ci(x, [f"ep{i}" for i in range(50)]) == pytest.approx(stats.bootstrap_ci(x), rel=1e-12)

@@ -140,6 +140,26 @@ def paired(a: Sequence[float], b: Sequence[float], clusters: Sequence[Hashable |
             "ci": ci, **wilcoxon(d)}
 
 
+def _joint_means(rows: Sequence[Sequence[float]], clusters: Sequence[Hashable | None] | None, n_resamples: int,
+                 seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The means of several score vectors over the same samples, and their bootstrap means from
+    one shared draw of samples (or clusters): (means (R,), draws (R, n_resamples))."""
+    x = np.stack([np.asarray(v, dtype=np.float64) for v in rows])
+    if x.ndim != 2 or x.shape[1] == 0:
+        raise ValueError("equal-length, non-empty score vectors are needed")
+    grouped = _clusters(x.shape[1], clusters)
+    index, k = grouped if grouped is not None else (np.arange(x.shape[1]), x.shape[1])
+    sums = np.stack([np.bincount(index, weights=row, minlength=k) for row in x])
+    counts = np.bincount(index, minlength=k).astype(np.float64)
+    draw = np.random.default_rng(seed).integers(0, k, (n_resamples, k))
+    return x.mean(axis=1), sums[:, draw].sum(axis=2) / counts[draw].sum(axis=1)
+
+
+def _position(m: np.ndarray, f: np.ndarray, c: np.ndarray) -> np.ndarray:
+    span = c - f
+    return np.where(span != 0, (m - f) / np.where(span != 0, span, 1.0), np.nan)
+
+
 def normalized(model: Sequence[float], floor: Sequence[float], ceiling: Sequence[float],
                clusters: Sequence[Hashable | None] | None = None, *, confidence: float = CONFIDENCE,
                n_resamples: int = N_RESAMPLES, seed: int = SEED) -> dict[str, Any]:
@@ -147,27 +167,30 @@ def normalized(model: Sequence[float], floor: Sequence[float], ceiling: Sequence
     of each: one sample): (mean(model) - mean(floor)) / (mean(ceiling) - mean(floor)), 0 at the
     floor, 1 at the ceiling (either direction of "better"), with a percentile-bootstrap interval
     that resamples the samples (or clusters) jointly for the three. None where floor = ceiling."""
-    x = np.stack([np.asarray(v, dtype=np.float64) for v in (model, floor, ceiling)])
-    if x.ndim != 2 or x.shape[1] == 0:
-        raise ValueError("normalized: three equal-length, non-empty score vectors are needed")
-    grouped = _clusters(x.shape[1], clusters)
-    index, k = grouped if grouped is not None else (np.arange(x.shape[1]), x.shape[1])
-    sums = np.stack([np.bincount(index, weights=row, minlength=k) for row in x])
-    counts = np.bincount(index, minlength=k).astype(np.float64)
-    draw = np.random.default_rng(seed).integers(0, k, (n_resamples, k))
-    means = sums[:, draw].sum(axis=2) / counts[draw].sum(axis=1)  # (3, n_resamples)
-
-    def ratio(m: np.ndarray, f: np.ndarray, c: np.ndarray) -> np.ndarray:
-        span = c - f
-        return np.where(span != 0, (m - f) / np.where(span != 0, span, 1.0), np.nan)
-
-    point = ratio(*x.mean(axis=1))
-    dist = ratio(*means)
+    means, draws = _joint_means([model, floor, ceiling], clusters, n_resamples, seed)
+    point, dist = _position(*means), _position(*draws)
     dist = dist[np.isfinite(dist)]
-    return {"value": float(point) if np.isfinite(point) else None,
-            "ci": percentile_interval(dist, confidence) if np.isfinite(point) and len(dist) else None,
-            "floor": float(x[1].mean()), "ceiling": float(x[2].mean()), "model": float(x[0].mean()),
-            "n": int(x.shape[1])}
+    finite = bool(np.isfinite(point))
+    return {"value": float(point) if finite else None,
+            "ci": percentile_interval(dist, confidence) if finite and len(dist) else None,
+            "model": float(means[0]), "floor": float(means[1]), "ceiling": float(means[2]), "n": len(model)}
+
+
+def normalized_difference(a: Sequence[Sequence[float]], b: Sequence[Sequence[float]],
+                          clusters: Sequence[Hashable | None] | None = None, *, confidence: float = CONFIDENCE,
+                          n_resamples: int = N_RESAMPLES, seed: int = SEED) -> dict[str, Any]:
+    """Paired comparison of two normalised scores on the same samples: `a` and `b` are each
+    (model, floor, ceiling) score vectors (e.g. an IDP metric and an FDP metric of the same frame
+    pairs). The difference a - b with a percentile-bootstrap interval from one joint draw, and the
+    two-sided bootstrap p-value (twice the smaller share of draws on either side of 0)."""
+    means, draws = _joint_means([*a, *b], clusters, n_resamples, seed)
+    point = float(_position(*means[:3]) - _position(*means[3:]))
+    dist = _position(*draws[:3]) - _position(*draws[3:])
+    dist = dist[np.isfinite(dist)]
+    if not np.isfinite(point) or not len(dist):
+        return {"diff": None, "ci": None, "p_value": None, "n": len(a[0])}
+    p = min(1.0, 2 * min(float(np.mean(dist <= 0)), float(np.mean(dist >= 0))))
+    return {"diff": point, "ci": percentile_interval(dist, confidence), "p_value": p, "n": len(a[0])}
 
 
 def across_seeds(means: Sequence[float]) -> dict[str, Any]:
