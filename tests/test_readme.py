@@ -24,6 +24,8 @@ NOT_RUN = {
     "calvin_fdp": "needs the CALVIN dataset",
     "qwen2.5-vl-7b": "needs the Qwen2.5-VL weights",
     "janus-pro-7b": "needs the Janus-Pro weights and GPUs",
+    "reference train": "7 minutes of CPU; tests/test_reference.py runs the same pipeline on tiny data",
+    "reference report": "rewrites docs/; tests/test_reference.py checks the committed doc is its output",
 }
 
 pytestmark = pytest.mark.slow

@@ -151,12 +151,13 @@ def _committed(model: str, task: str) -> dict[str, dict]:
 @pytest.mark.slow
 def test_committed_checkpoints_reproduce_committed_results(tmp_path, monkeypatch):
     """ref-idp on metaworld_idp and ref-fdp-bon2 (ref-fdp sampled, ref-idp verifying) on
-    metaworld_fdp, on a seeded subset of the committed runs' samples."""
+    metaworld_fdp, every sample (a --limit would change the counterfactual actions, which are drawn
+    from the selected samples' actions)."""
     monkeypatch.setenv("WMBENCH_DATA_DIR", str(tmp_path / "data"))  # the test split, generated as committed
-    for model, task, limit in (("ref-idp", "metaworld_idp", 24), ("ref-fdp-bon2", "metaworld_fdp", 8)):
-        result = wmbench.evaluate(task, model, output=tmp_path / model, limit=limit, progress=False)
+    for model, task in (("ref-idp", "metaworld_idp"), ("ref-fdp-bon2", "metaworld_fdp")):
+        result = wmbench.evaluate(task, model, output=tmp_path / model, progress=False)
         committed = _committed(model, task)
-        assert result.counts[task]["scored"] == limit
+        assert result.counts[task]["scored"] == len(committed) == 201
         for sample in wmbench.read_run(result.run_dir).tasks[task].samples:
             want = committed[sample.sample_id]
             assert sample.done and want["status"] == "done"
@@ -181,3 +182,18 @@ def test_a_bad_checkpoint_is_refused_with_how_to_retrain(tmp_path):
         ReferenceIDP(str(path))
     shutil.copy(path, tmp_path / "copy.safetensors")
     ReferenceFDP(str(tmp_path / "copy.safetensors"), sha256=training.sha256_of(path))
+
+
+def test_the_doc_is_regenerated_from_the_committed_results(tmp_path):
+    """docs/paper-in-miniature.md's generated part is what `wmbench reference report` makes of results/."""
+    from wmbench.analysis.miniature import write_report
+
+    committed = (REPO / "docs" / "paper-in-miniature.md").read_text(encoding="utf-8")
+    doc = tmp_path / "paper-in-miniature.md"
+    doc.write_text(committed, encoding="utf-8")
+    write_report(REPO / "results", doc)
+    assert doc.read_text(encoding="utf-8") == committed
+    assert (tmp_path / "figures" / "miniature-verification.png").stat().st_size > 5000
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(BadInput, match="no run of ref-idp on metaworld_idp .*wmbench run --tasks default"):
+        write_report(tmp_path / "empty", doc)

@@ -186,12 +186,13 @@ def annotate_unlabelled(checkpoint: Path, digest: str, root: Path, output: Path,
     result = annotate(card, output=output, format="metaworld", root=root, split="unlabelled", frames=FRAMES,
                       batch_size=64, progress=progress)
     entries = json.loads(result.train_file.read_text(encoding="utf-8"))
-    truth = {image_names(t.sample_id)[0]: t.action_text
-             for t in FORMATS.get("metaworld")(root, spec, FRAMES)}
+    source = list(FORMATS.get("metaworld")(root, spec, FRAMES))
+    truth = {image_names(t.sample_id)[0]: t.action_text for t in source}
     correct = sum(truth.get(e["input"]) == e["instruction"] for e in entries)
     pairs = load_pairs(DatasetSpec(format="aurora", subfolder=output.name, split="train",
                                    options={"file": result.train_file.name}), output, size, progress)
-    quality = {"labelled": result.labelled, "kept": result.kept, "failed": result.failed,
+    quality = {"from": {"folder": root.name, "split": "unlabelled", "episodes": len({t.episode_id for t in source})},
+               "labelled": result.labelled, "kept": result.kept, "failed": result.failed,
                "label_exact_match": round(correct / max(len(entries), 1), 4)}
     return pairs, quality
 

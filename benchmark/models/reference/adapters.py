@@ -126,9 +126,9 @@ class ReferenceFDP(_Reference):
 
         from .._hf import stable_seed
 
+        small_source = self._frames(batch.sources)
         with torch.no_grad():
-            log_pi, means, _ = self.net(self._frames(batch.sources), self._actions(batch))
-            small_source = self._frames(batch.sources)
+            log_pi, means, _ = self.net(small_source, self._actions(batch))
         weights = log_pi.exp().cpu().double().numpy()
         out = []
         for i, (source, sid) in enumerate(zip(batch.sources, batch.sample_ids)):
