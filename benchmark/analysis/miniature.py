@@ -274,13 +274,14 @@ def plot(rows_a: list[dict[str, Any]], curve: dict[str, list[tuple[int, float, l
 
 def write_report(results: str | os.PathLike, doc: str | os.PathLike, seed: int = 0) -> Path:
     """Rewrite the generated part of `doc` (between START and END) and its figures."""
+    runs = Runs(results)
     path = Path(doc)
     if not path.is_file():
         raise BadInput(f"--output {path}: no such file (it holds the hand-written text around the generated part)")
     text = path.read_text(encoding="utf-8")
     if START not in text or END not in text:
         raise BadInput(f"--output {path}: no generated part to replace; it needs the lines {START!r} and {END!r}")
-    section = generated(Runs(results), path.parent / FIGURES, seed)
+    section = generated(runs, path.parent / FIGURES, seed)
     head, _, rest = text.partition(START)
     path.write_text(head + section + rest.partition(END)[2], encoding="utf-8")
     return path
