@@ -26,6 +26,7 @@ NOT_RUN = {
     "janus-pro-7b": "needs the Janus-Pro weights and GPUs",
     "reference train": "7 minutes of CPU; tests/test_reference.py runs the same pipeline on tiny data",
     "reference report": "rewrites docs/; tests/test_reference.py checks the committed doc is its output",
+    "reference evaluate": "rewrites results/; tests/test_reference.py runs it on tiny checkpoints",
 }
 
 pytestmark = pytest.mark.slow

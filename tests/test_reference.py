@@ -96,8 +96,9 @@ def tiny_data(tmp_path_factory):
     from wmbench.run.selection import run_generator
 
     data = tmp_path_factory.mktemp("reference-data")
-    for split in ("train", "unlabelled"):
-        run_generator("metaworld", data / f"metaworld-{split}", {**TINY, "split": split}, progress=False)
+    for split in ("train", "unlabelled", "test"):
+        folder = "metaworld" if split == "test" else f"metaworld-{split}"
+        run_generator("metaworld", data / folder, {**TINY, "split": split}, progress=False)
     return data
 
 
@@ -136,6 +137,19 @@ def test_the_pipeline_trains_annotates_and_records(tiny_data, tmp_path):
     assert all(parse_motion(e["instruction"]) is not None for e in entries)  # ref-idp's labels, in the language
     assert set(json.loads((tmp_path / "a" / "curves.json").read_text())) == set(steps)
     assert (tmp_path / "a" / "loss_curves.png").stat().st_size > 1000
+    # the committed protocol on these checkpoints: every card, pinned, named after the seed
+    from wmbench.run.reference import evaluate_references
+
+    runs = evaluate_references(7, checkpoints=tmp_path / "a", output=tmp_path / "results", data_dir=tiny_data,
+                               progress=False)
+    assert sorted(str(r.run_dir.relative_to(tmp_path / "results")) for r in runs) == sorted(
+        [f"seeds/seed-7/default/{n}@seed7" for n in ("ref-idp", "ref-fdp", "ref-fdp-boot", "ref-fdp-bon2",
+                                                     "ref-fdp-bon4", "ref-fdp-bon8")]
+        + [f"seeds/seed-7/probe/{n}@seed7" for n in ("ref-idp", "ref-fdp", "ref-fdp-boot")])
+    assert all(r.failed == 0 for r in runs)
+    bon = wmbench.read_run(tmp_path / "results/seeds/seed-7/default/ref-fdp-bon2@seed7").card["args"]
+    assert bon["sampler_args"]["sha256"] == first.sha256["ref-fdp"]
+    assert bon["verifier_args"]["sha256"] == first.sha256["ref-idp"]
     # the trained checkpoint is a card away, and a changed byte is refused
     path = first.checkpoints["ref-idp"]
     card = f"--model-args=checkpoint={path},sha256={'0' * 64}"
@@ -195,5 +209,5 @@ def test_the_doc_is_regenerated_from_the_committed_results(tmp_path):
     assert doc.read_text(encoding="utf-8") == committed
     assert (tmp_path / "figures" / "miniature-verification.png").stat().st_size > 5000
     (tmp_path / "empty").mkdir()
-    with pytest.raises(BadInput, match="no run of ref-idp on metaworld_idp .*wmbench run --tasks default"):
+    with pytest.raises(BadInput, match="no run of ref-idp on metaworld_idp .*wmbench reference evaluate"):
         write_report(tmp_path / "empty", doc)

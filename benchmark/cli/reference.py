@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..core.errors import EXIT_OK
+from ..core.errors import EXIT_OK, EXIT_SAMPLES_FAILED
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -20,6 +20,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--data-dir", help="datasets folder (default: $WMBENCH_DATA_DIR or ~/.cache/wmbench/data)")
     train.add_argument("--no-progress", action="store_true", help="no progress bars")
     train.set_defaults(func=cmd_reference_train)
+    ev = ref_sub.add_parser("evaluate", help="run the reference models through the committed protocol (default "
+                                             "suite, probes)")
+    ev.add_argument("--seed", type=int, help="the checkpoints of `wmbench reference train --seed K` (its default "
+                                             "folder), as models named <card>@seed<K> under <output>/seeds/seed-<K>/ "
+                                             "(default: the committed checkpoints, under <output>/default and "
+                                             "<output>/probe)")
+    ev.add_argument("--checkpoints", help="a folder of checkpoints written by `wmbench reference train --output`")
+    ev.add_argument("--output", default="results", help="results folder (default: results/)")
+    ev.add_argument("--data-dir", help="datasets folder (default: $WMBENCH_DATA_DIR or ~/.cache/wmbench/data)")
+    ev.add_argument("--no-progress", action="store_true", help="no progress bars")
+    ev.set_defaults(func=cmd_reference_evaluate)
     report = ref_sub.add_parser("report", help="tables (a)-(d) and the figure of docs/paper-in-miniature.md from "
                                                "committed run directories")
     report.add_argument("--results", default="results", help="folder of run directories (default: results/)")
@@ -45,6 +56,17 @@ def cmd_reference_train(args: argparse.Namespace) -> int:
     print(f"evaluate them with --model-args checkpoint=<file>,sha256=<sha256> on the ref-* cards, or copy them "
           f"into baselines/weights/ and put the sha256 in the cards; loss curves: {result.output / 'loss_curves.png'}")
     return EXIT_OK
+
+
+def cmd_reference_evaluate(args: argparse.Namespace) -> int:
+    from ..run.reference import evaluate_references
+
+    runs = evaluate_references(args.seed, checkpoints=args.checkpoints, output=args.output, data_dir=args.data_dir,
+                               progress=not args.no_progress)
+    failed = sum(r.failed for r in runs)
+    print(f"wmbench: {len(runs)} runs: {', '.join(str(r.run_dir) for r in runs)}"
+          + (f"; {failed} sample(s) failed (see 'error' in their samples.jsonl)" if failed else ""))
+    return EXIT_SAMPLES_FAILED if failed else EXIT_OK
 
 
 def cmd_reference_report(args: argparse.Namespace) -> int:

@@ -20,7 +20,7 @@ import json
 import os
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -88,7 +88,7 @@ def train_references(output: str | os.PathLike | None = None, *, seed: int = 0,
                 "data": pairs.description}
         checkpoints[name] = out / f"{name}.safetensors"
         digests[name] = training.save(checkpoints[name], net, configs[name], info)
-        record["models"][name] = {**info, "config": configs[name].__dict__, "sha256": digests[name],
+        record["models"][name] = {**info, "config": asdict(configs[name]), "sha256": digests[name],
                                   "parameters": sum(p.numel() for p in net.parameters()),
                                   "bytes": checkpoints[name].stat().st_size}
 
@@ -121,9 +121,17 @@ def _configs(seed: int, steps: dict[str, int], batch_size: int | None) -> dict[s
     return out
 
 
+def _generator_options(split: str, data_options: dict[str, Any] | None) -> dict[str, Any]:
+    """The split's generator options, all explicit: a folder generated with others (another seed or
+    episode count) is refused by the reader, naming the difference, instead of trained on."""
+    from ..data.metaworld import SPLIT_DEFAULTS
+
+    return {**SPLIT_DEFAULTS[split], **(data_options or {}), "split": split}
+
+
 def _spec(split: str, data_options: dict[str, Any] | None) -> DatasetSpec:
     return DatasetSpec(format="metaworld", subfolder=SPLIT_FOLDERS[split], split=split, generator="metaworld",
-                       generator_options={**(data_options or {}), "split": split})
+                       generator_options=_generator_options(split, data_options))
 
 
 def _split_root(split: str, data_dir: Path, data_options: dict[str, Any], progress: bool,
@@ -134,7 +142,7 @@ def _split_root(split: str, data_dir: Path, data_options: dict[str, Any], progre
     if not root.exists():
         print(f"wmbench: generating the Meta-World {split} split under {root}", file=sys.stderr)
         t0 = time.perf_counter()
-        run_generator("metaworld", root, {**data_options, "split": split}, progress)
+        run_generator("metaworld", root, _generator_options(split, data_options), progress)
         times[f"generate {split}"] = time.perf_counter() - t0
     return root
 
@@ -215,3 +223,53 @@ def plot_curves(curves: dict[str, list[float]], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+#: The committed protocol: (folder under the results folder, tasks, reference cards).
+EVALUATIONS = (("default", "default", ("ref-idp", "ref-fdp", "ref-fdp-boot", "ref-fdp-bon2", "ref-fdp-bon4",
+                                       "ref-fdp-bon8")),
+               ("probe", "metaworld_probe", ("ref-idp",)),
+               ("probe", "metaworld_probe_fdp", ("ref-fdp", "ref-fdp-boot")))
+
+
+def evaluate_references(seed: int | None = None, *, checkpoints: str | os.PathLike | None = None,
+                        output: str | os.PathLike = "results", data_dir: str | os.PathLike | None = None,
+                        progress: bool = True) -> list[Any]:
+    """Run the reference models through the committed protocol (EVALUATIONS). Without `seed` and
+    `checkpoints`: the cards as committed, into `<output>/default/<card>` and `<output>/probe/<card>`.
+    With them: the checkpoints of `wmbench reference train --seed K` (its default folder, or
+    `checkpoints`), pinned by their sha256, as models named `<card>@seed<K>` under
+    `<output>/seeds/seed-<K>/`. Returns the RunResults."""
+    from ..models import rename, resolve_card
+    from .api import evaluate, model_plan, task_specs
+
+    if seed is None and checkpoints is None:
+        folder, suffix, base = None, "", Path(output)
+    else:
+        seed = 0 if seed is None else seed
+        # kept as given ("~/..." stays so), so the results record a path that means the same elsewhere
+        folder = Path(checkpoints) if checkpoints else DEFAULT_OUTPUT / f"seed-{seed}"
+        suffix, base = f"@seed{seed}", Path(output) / "seeds" / f"seed-{seed}"
+    runs = []
+    for subfolder, tasks, names in EVALUATIONS:
+        cards = [rename(resolve_card(n, _checkpoint_args(resolve_card(n), folder) if folder else None), n + suffix)
+                 for n in names]
+        for card, specs in model_plan(cards, task_specs(tasks)):  # each card on the tasks it can run
+            runs.append(evaluate(specs, card, output=base / subfolder / card.name, data_dir=data_dir,
+                                 progress=progress))
+    return runs
+
+
+def _checkpoint_args(card: Any, folder: Path) -> dict[str, Any]:
+    """Model args that point a reference card (or a best-of-N card's sampler and verifier) at the
+    checkpoints in `folder`, each pinned by its sha256."""
+    def pinned(name: str) -> dict[str, Any]:
+        path = folder / f"{name}.safetensors"
+        if not path.expanduser().is_file():
+            raise BadInput(f"{path} does not exist: train it with `wmbench reference train --output {folder}` "
+                           "(or --seed K for its default folder)")
+        return {"checkpoint": str(path), "sha256": training.sha256_of(path.expanduser())}
+
+    if card.adapter == "verified":
+        return {"sampler_args": pinned(card.args["sampler"]), "verifier_args": pinned(card.args["verifier"])}
+    return pinned(card.name)
