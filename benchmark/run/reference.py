@@ -188,6 +188,9 @@ def annotate_unlabelled(checkpoint: Path, digest: str, root: Path, output: Path,
     if output.exists():  # a new ref-idp: its labels, not a previous one's
         import shutil
 
+        if not (output / "store.sqlite").is_file():
+            raise BadInput(f"{output} exists and is not an annotation folder of a previous training; "
+                           "move it away or choose another --output")
         shutil.rmtree(output)
     card = ModelCard(name="ref-idp", adapter="reference-idp", args={"checkpoint": str(checkpoint), "sha256": digest})
     spec = _spec("unlabelled", data_options)
