@@ -64,6 +64,9 @@ def train_references(output: str | os.PathLike | None = None, *, seed: int = 0,
     out = Path(output).expanduser() if output else DEFAULT_OUTPUT.expanduser() / f"seed-{seed}"
     if out.exists() and not out.is_dir():
         raise BadInput(f"--output {out} is a file, not a folder")
+    if (out / "annotations").exists() and not (out / "annotations" / "store.sqlite").is_file():
+        raise BadInput(f"{out / 'annotations'} exists and is not the annotation folder of an earlier training "
+                       "(it is replaced on every training); move it away or choose another --output")
     configs = _configs(seed, steps or {}, batch_size)
     data_dir = resolve_data_dir(data_dir)
     times: dict[str, float] = {}
@@ -188,9 +191,6 @@ def annotate_unlabelled(checkpoint: Path, digest: str, root: Path, output: Path,
     if output.exists():  # a new ref-idp: its labels, not a previous one's
         import shutil
 
-        if not (output / "store.sqlite").is_file():
-            raise BadInput(f"{output} exists and is not an annotation folder of a previous training; "
-                           "move it away or choose another --output")
         shutil.rmtree(output)
     card = ModelCard(name="ref-idp", adapter="reference-idp", args={"checkpoint": str(checkpoint), "sha256": digest})
     spec = _spec("unlabelled", data_options)
