@@ -59,8 +59,8 @@ def train_references(output: str | os.PathLike | None = None, *, seed: int = 0,
     `data_options` the splits' generator options (both for quick runs: tests, smoke checks)."""
     import torch
 
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise BadInput(f"--seed must be an integer, got {seed!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise BadInput(f"--seed must be an integer >= 0, got {seed!r}")
     out = Path(output).expanduser() if output else DEFAULT_OUTPUT.expanduser() / f"seed-{seed}"
     if out.exists() and not out.is_dir():
         raise BadInput(f"--output {out} is a file, not a folder")
