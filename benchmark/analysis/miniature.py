@@ -8,7 +8,8 @@
 (c) verification: ref-fdp best-of-N (N = 1, 2, 4, 8) on the edit-aware metrics, each N paired
     against N = 1;
 (d) the likelihood probes of ref-idp (IDP side) and ref-fdp, ref-fdp-boot (FDP side),
-and rewrites the part of `doc` between the START and END markers, and the figures beside it
+and the headline estimate of (a)-(c) once per training seed in the results (runs of models named
+`<card>@seed<K>`, from `wmbench reference evaluate --seed K`), and rewrites the part of `doc` between the START and END markers, and the figures beside it
 (`figures/miniature-*.png`). Intervals: 95% percentile bootstrap over episodes (the runs' own
 method); paired tests: the mean difference B - A with its interval and the Wilcoxon signed-rank p.
 The prose around the generated part is written by hand from these tables.

@@ -1,4 +1,5 @@
-"""`wmbench reference train`: the reference world models, trained on the built-in Meta-World data.
+"""`wmbench reference train` and `evaluate`: wmbench's reference world models, trained on the
+built-in Meta-World data, and the committed protocol they are evaluated with (EVALUATIONS).
 
 The pipeline (Qiu et al.'s bootstrapping in miniature), all on CPU:
 1. the `train` and `unlabelled` splits of the built-in data are generated when missing (data dir

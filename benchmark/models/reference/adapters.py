@@ -30,9 +30,10 @@ import numpy as np
 from ...core.errors import BadInput, SampleError
 from ...core.types import Batch
 from ...data.metaworld_motion import VOCABULARY, Motion, motion_text, parse_motion
+from .. import CARDS_DIR
 from ..base import Frame, Model
 
-WEIGHTS_DIR = Path(__file__).resolve().parents[3] / "baselines" / "weights"
+WEIGHTS_DIR = CARDS_DIR / "weights"  # the committed checkpoints, beside the cards
 #: nats below the least likely text of the language given to a text outside it
 OUT_OF_LANGUAGE_MARGIN = math.log(1000.0)
 
@@ -107,10 +108,10 @@ class ReferenceFDP(_Reference):
     def fingerprint(self) -> dict[str, Any]:
         return {**super().fingerprint(), "seed": self.seed}
 
-    def _actions(self, batch: Batch, actions: list[str] | None = None) -> Any:
+    def _actions(self, batch: Batch) -> Any:
         from .nets import one_hot
 
-        texts = actions if actions is not None else batch.actions
+        texts = batch.actions
         if texts is None:
             raise BadInput("reference-fdp needs the action text of each sample")
         motions = [parse_motion(t) for t in texts]
