@@ -24,7 +24,7 @@ NOT_RUN = {
     "calvin_fdp": "needs the CALVIN dataset",
     "qwen2.5-vl-7b": "needs the Qwen2.5-VL weights",
     "janus-pro-7b": "needs the Janus-Pro weights and GPUs",
-    "reference train": "7 minutes of CPU; tests/test_reference.py runs the same pipeline on tiny data",
+    "reference train": "6 minutes of CPU; tests/test_reference.py runs the same pipeline on tiny data",
     "reference report": "rewrites docs/; tests/test_reference.py checks the committed doc is its output",
     "reference evaluate": "rewrites results/; tests/test_reference.py runs it on tiny checkpoints",
 }

@@ -13,7 +13,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                      "Meta-World data, and the paper-in-miniature tables. docs/paper-in-miniature.md.")
     ref_sub = ref.add_subparsers(dest="reference_command", required=True, metavar="COMMAND")
     train = ref_sub.add_parser("train", help="generate the train/unlabelled splits when missing and train the "
-                                             "reference models (about 5 minutes on 2 CPU cores)")
+                                             "reference models (about 5 minutes on 2 CPU cores, 6 when the splits are made)")
     train.add_argument("--output", help="folder for the checkpoints, annotations and loss curves "
                                         "(default: ~/.cache/wmbench/reference/seed-<seed>)")
     train.add_argument("--seed", type=int, default=0, help="training seed (default 0: the committed checkpoints)")
