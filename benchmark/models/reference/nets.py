@@ -34,9 +34,10 @@ def resize(images: Sequence[np.ndarray], size: int) -> torch.Tensor:
     return torch.from_numpy(out).permute(0, 3, 1, 2).float().div_(255.0)
 
 
-def one_hot(motions: Sequence[Motion]) -> torch.Tensor:
-    """(B, 12): each factor's value one-hot."""
-    index = torch.tensor([list(m) for m in motions], dtype=torch.long)
+def one_hot(motions: Sequence[Motion] | torch.Tensor) -> torch.Tensor:
+    """(B, 12): each factor's value one-hot (motions: Motion tuples or a (B, 4) index tensor)."""
+    index = motions.long() if isinstance(motions, torch.Tensor) else torch.tensor([list(m) for m in motions],
+                                                                                 dtype=torch.long)
     return F.one_hot(index, N_VALUES).float().reshape(len(motions), ACTION_DIM)
 
 

@@ -17,7 +17,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -73,14 +73,13 @@ def loss_of(net: torch.nn.Module, config: TrainConfig, src: torch.Tensor, tgt: t
     if config.kind == "idp":
         log_probs = net(src, tgt)  # (B, 4, 3)
         return -log_probs.gather(2, motions[:, :, None]).squeeze(2).sum(dim=1).mean()
-    action = one_hot([tuple(m) for m in motions.tolist()])
+    action = one_hot(motions)
     loglik, parts = net.loglik(src, action, tgt)
     dims = tgt[0].numel()
     return -(loglik.mean() + config.wta_relax * parts.mean()) / dims
 
 
-def train(config: TrainConfig, pairs: Pairs, progress: bool = True, desc: str = "",
-          on_step: Callable[[int, float], None] | None = None) -> tuple[torch.nn.Module, list[float]]:
+def train(config: TrainConfig, pairs: Pairs, progress: bool = True, desc: str = "") -> tuple[torch.nn.Module, list[float]]:
     """The trained network (eval mode) and the loss of every step."""
     if len(pairs) < config.batch_size:
         raise BadInput(f"{desc or config.kind}: {len(pairs)} training pairs, fewer than one batch of {config.batch_size}")
@@ -107,8 +106,6 @@ def train(config: TrainConfig, pairs: Pairs, progress: bool = True, desc: str = 
         losses.append(loss.item())
         if step % 20 == 0 or step == config.steps - 1:
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
-        if on_step is not None:
-            on_step(step, losses[-1])
     net.eval()
     return net, losses
 
