@@ -120,13 +120,13 @@ def test_a_few_training_steps_are_deterministic_and_lower_the_loss(tiny_data):
 @pytest.mark.slow
 def test_the_pipeline_trains_annotates_and_records(tiny_data, tmp_path):
     from wmbench.cli import main
-    from wmbench.run.reference import train_references
+    from wmbench.run.reference import evaluate_references, train_references
 
     steps = {"ref-idp": 4, "ref-fdp": 4, "ref-fdp-boot": 4}
-    first = train_references(tmp_path / "a", data_dir=tiny_data, steps=steps, data_options=TINY,
-                                     batch_size=8, progress=False)
-    again = train_references(tmp_path / "b", data_dir=tiny_data, steps=steps, data_options=TINY,
-                                     batch_size=8, progress=False)
+    first = train_references(tmp_path / "a", data_dir=tiny_data, steps=steps, data_options=TINY, batch_size=8,
+                             progress=False)
+    again = train_references(tmp_path / "b", data_dir=tiny_data, steps=steps, data_options=TINY, batch_size=8,
+                             progress=False)
     assert first.sha256 == again.sha256  # deterministic per seed: the same bytes
     record = json.loads((tmp_path / "a" / "training.json").read_text())
     unlabelled = record["data"]["unlabelled"]
@@ -138,8 +138,6 @@ def test_the_pipeline_trains_annotates_and_records(tiny_data, tmp_path):
     assert set(json.loads((tmp_path / "a" / "curves.json").read_text())) == set(steps)
     assert (tmp_path / "a" / "loss_curves.png").stat().st_size > 1000
     # the committed protocol on these checkpoints: every card, pinned, named after the seed
-    from wmbench.run.reference import evaluate_references
-
     runs = evaluate_references(7, checkpoints=tmp_path / "a", output=tmp_path / "results", data_dir=tiny_data,
                                progress=False)
     assert sorted(str(r.run_dir.relative_to(tmp_path / "results")) for r in runs) == sorted(
