@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +16,18 @@ from PIL import Image
 
 TESTS_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(TESTS_DIR))  # lets CLI tests name test adapters as "helper_models:Class"
+
+def kill_after_calls(cmd: list[str], env: dict[str, str], calls: Path, n: int) -> list[str]:
+    """Start `cmd`, SIGKILL it once the test adapter logged `n` model calls to `calls`
+    (WMBENCH_TEST_CALLS), and return the calls logged before the kill."""
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while time.time() < deadline and (not calls.exists() or len(calls.read_text().splitlines()) < n):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    return calls.read_text().splitlines()
+
 
 ACTIONS = ["move the square right", "move the square down", "move the square left", "move the square up"]
 SHIFTS = {0: (0, 6), 1: (6, 0), 2: (0, -6), 3: (-6, 0)}

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -25,7 +24,7 @@ from wmbench.cli import build_parser, main
 from wmbench.run.annotate import annotate
 from wmbench.run.annotate_files import Candidate, stratify
 
-from conftest import TESTS_DIR, write_pairs
+from conftest import TESTS_DIR, kill_after_calls, write_pairs
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
@@ -317,13 +316,7 @@ def test_kill_9_then_resume_loses_and_repeats_nothing(tmp_path):
            "PYTHONPATH": os.pathsep.join([str(TESTS_DIR), os.environ.get("PYTHONPATH", "")])}
     cmd = [sys.executable, "-m", "wmbench.cli", "annotate", "--no-progress", "--batch-size", "1",
            *stub_args(root, out)]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 60
-    while time.time() < deadline and (not calls.exists() or len(calls.read_text().splitlines()) < 3):
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    started = calls.read_text().splitlines()
+    started = kill_after_calls(cmd, env, calls, 3)
     assert 3 <= len(started) < 7, "the command should have been killed mid-way"
     env["WMBENCH_TEST_SLEEP"] = "0"
     assert subprocess.run(cmd, env=env, capture_output=True).returncode == 0

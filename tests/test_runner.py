@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -14,6 +13,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
+from conftest import kill_after_calls
 from wmbench.cli import main
 from wmbench.log.results import RESULTS_SCHEMA
 
@@ -157,13 +157,7 @@ def test_kill_9_then_resume_loses_and_duplicates_nothing(workspace):
     out = workspace / "run"
     env = {**os.environ, "WMBENCH_TEST_CALLS": str(calls), "WMBENCH_TEST_SLEEP": "0.4"}
     cmd = slow_copy_command(out)
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 60
-    while time.time() < deadline and (not calls.exists() or len(calls.read_text().splitlines()) < 3):
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    started = calls.read_text().splitlines()
+    started = kill_after_calls(cmd, env, calls, 3)
     assert 3 <= len(started) < 6, "the run should have been killed mid-way"
     with sqlite3.connect(out / "store.sqlite") as db:
         done_before = {sid for (sid,) in db.execute("SELECT sample_id FROM samples WHERE status = 'done'")}
