@@ -173,8 +173,11 @@ def test_committed_checkpoints_reproduce_committed_results(tmp_path, monkeypatch
         for sample in wmbench.read_run(result.run_dir).tasks[task].samples:
             want = committed[sample.sample_id]
             assert sample.done and want["status"] == "done"
+            assert set(sample.scores) == set(want["scores"])
             for metric, value in want["scores"].items():
-                if value is not None:
+                if value is None:  # not applicable then: not applicable now
+                    assert sample.scores[metric] is None, (model, metric)
+                else:
                     assert sample.scores[metric] == pytest.approx(value, rel=1e-4, abs=1e-6), (model, metric)
             if task == "metaworld_idp":
                 assert sample.prediction.text == want["prediction"]["text"]
@@ -183,6 +186,8 @@ def test_committed_checkpoints_reproduce_committed_results(tmp_path, monkeypatch
 def test_a_bad_checkpoint_is_refused_with_how_to_retrain(tmp_path):
     with pytest.raises(BadInput, match="does not exist; retrain it with `wmbench reference train`"):
         ReferenceIDP(str(tmp_path / "missing.safetensors"))
+    with pytest.raises(BadInput, match="baselines/weights/nope.safetensors does not exist"):  # a bare name
+        ReferenceIDP("nope.safetensors")
     garbage = tmp_path / "garbage.safetensors"
     garbage.write_bytes(b"not a safetensors file")
     with pytest.raises(BadInput, match="not a readable wmbench reference checkpoint"):
@@ -190,7 +195,7 @@ def test_a_bad_checkpoint_is_refused_with_how_to_retrain(tmp_path):
     path = checkpoint(tmp_path, "fdp")
     with pytest.raises(BadInput, match="has sha256 .* the model card says"):
         ReferenceFDP(str(path), sha256="0" * 64)
-    with pytest.raises(BadInput, match="holds a FDP network, not IDP"):
+    with pytest.raises(BadInput, match="holds an FDP network, not an IDP one"):
         ReferenceIDP(str(path))
     shutil.copy(path, tmp_path / "copy.safetensors")
     ReferenceFDP(str(tmp_path / "copy.safetensors"), sha256=training.sha256_of(path))

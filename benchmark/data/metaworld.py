@@ -332,7 +332,8 @@ def read(root: Path, spec: Any, frames: FrameSelection) -> Iterator[Transition]:
     generated = manifest.get("options", {}).get("split", "test")
     if spec.split != generated:
         raise BadInput(f"format '{FORMAT}': {root} holds the generated Meta-World split {generated!r} only; "
-                       f"got split {spec.split!r} (each split is generated into its own folder)")
+                       f"got split {spec.split!r} (each split is generated into its own folder: "
+                       f"`wmbench data make metaworld --split {spec.split}`)")
     _check_generated_with(root, manifest, spec)
     ds = lerobot.open_dataset(root)
     by_index = {e["episode_index"]: e for e in manifest["episodes"]}

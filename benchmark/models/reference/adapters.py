@@ -15,13 +15,14 @@ resized to the checkpoint's size (32 x 32 by default; the aspect is not kept).
   network's size with pixels in [0, 1]: comparable between targets of one sample, not across sizes.
   An action outside the language is a failed sample (the network was never conditioned on one).
 
-`checkpoint` is a .safetensors path; a bare file name is looked up in the committed weights
+`checkpoint` is a .safetensors path; a bare file name (no folder: not "./name") is looked up in the committed weights
 folder (baselines/weights/). With `sha256` the file must have that digest (else exit 2).
 """
 
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -39,10 +40,12 @@ OUT_OF_LANGUAGE_MARGIN = math.log(1000.0)
 
 
 def resolve_checkpoint(checkpoint: str) -> Path:
-    path = Path(str(checkpoint)).expanduser()
-    if path.parent == Path(".") and not path.exists():
-        return WEIGHTS_DIR / path.name
-    return path
+    """A bare file name ("ref-fdp.safetensors") is a committed checkpoint in WEIGHTS_DIR; anything
+    with a folder in it ("./ref-fdp.safetensors", "~/ckpt/ref-fdp.safetensors") is a path."""
+    text = str(checkpoint)
+    if "/" not in text and os.sep not in text:
+        return WEIGHTS_DIR / text
+    return Path(text).expanduser()
 
 
 class _Reference(Model):

@@ -157,7 +157,7 @@ def load(path: Path, kind: str, sha256: str | None = None) -> tuple[torch.nn.Mod
         raise BadInput(f"reference checkpoint {path} is not a readable wmbench reference checkpoint "
                        f"({type(exc).__name__}: {str(exc)[:300]}); {RETRAIN}") from None
     if config.kind != kind:
-        raise BadInput(f"reference checkpoint {path} holds a {config.kind.upper()} network, not {kind.upper()}")
+        raise BadInput(f"reference checkpoint {path} holds an {config.kind.upper()} network, not an {kind.upper()} one")
     if not all(torch.isfinite(p).all() for p in net.parameters()):
         raise BadInput(f"reference checkpoint {path} holds non-finite weights; {RETRAIN}")
     net.eval()
