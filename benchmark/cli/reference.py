@@ -1,4 +1,4 @@
-"""`wmbench reference train` and `wmbench reference report` (docs/paper-in-miniature.md)."""
+"""`wmbench reference train`, `evaluate` and `report` (docs/paper-in-miniature.md)."""
 
 from __future__ import annotations
 
@@ -53,8 +53,9 @@ def cmd_reference_train(args: argparse.Namespace) -> int:
     labels = result.record["data"]["unlabelled"]
     print(f"  annotations: {labels['kept']} unlabelled pairs labelled by ref-idp "
           f"(exact match with the withheld motion texts: {labels['label_exact_match']:.3f})")
-    print(f"evaluate them with --model-args checkpoint=<file>,sha256=<sha256> on the ref-* cards, or copy them "
-          f"into baselines/weights/ and put the sha256 in the cards; loss curves: {result.output / 'loss_curves.png'}")
+    print(f"evaluate them with `wmbench reference evaluate --seed {args.seed} --checkpoints {result.output}` "
+          f"(models named <card>@seed{args.seed}, each checkpoint pinned by its sha256); loss curves: "
+          f"{result.output / 'loss_curves.png'}")
     return EXIT_OK
 
 
