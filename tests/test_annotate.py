@@ -309,13 +309,19 @@ def test_a_pair_that_stops_decoding_before_writing_is_replaced(pairs, tmp_path):
 
 
 # resume ------------------------------------------------------------------------------------
-def test_kill_9_then_resume_loses_and_repeats_nothing(tmp_path):
+def stub_process(tmp_path, sleep: float, *extra: str) -> tuple[Path, Path, dict[str, str], list[str]]:
+    """(calls log, output folder, env, argv) of `wmbench annotate` in a subprocess with the stub
+    labeller on 7 pairs, one pair per batch, each call taking `sleep` seconds."""
     root = write_pairs(tmp_path / "pairs", n=7)
     calls, out = tmp_path / "calls.txt", tmp_path / "out"
-    env = {**os.environ, "WMBENCH_TEST_CALLS": str(calls), "WMBENCH_TEST_SLEEP": "0.4",
+    env = {**os.environ, "WMBENCH_TEST_CALLS": str(calls), "WMBENCH_TEST_SLEEP": str(sleep),
            "PYTHONPATH": os.pathsep.join([str(TESTS_DIR), os.environ.get("PYTHONPATH", "")])}
-    cmd = [sys.executable, "-m", "wmbench.cli", "annotate", "--no-progress", "--batch-size", "1",
-           *stub_args(root, out)]
+    return calls, out, env, [sys.executable, "-m", "wmbench.cli", "annotate", "--no-progress", "--batch-size", "1",
+                             *stub_args(root, out, *extra)]
+
+
+def test_kill_9_then_resume_loses_and_repeats_nothing(tmp_path):
+    calls, out, env, cmd = stub_process(tmp_path, 0.4)
     started = kill_after_calls(cmd, env, calls, 3)
     assert 3 <= len(started) < 7, "the command should have been killed mid-way"
     env["WMBENCH_TEST_SLEEP"] = "0"
@@ -330,12 +336,7 @@ def test_kill_9_then_resume_loses_and_repeats_nothing(tmp_path):
 
 
 def test_two_processes_share_one_output_folder(tmp_path):
-    root = write_pairs(tmp_path / "pairs", n=7)
-    calls, out = tmp_path / "calls.txt", tmp_path / "out"
-    env = {**os.environ, "WMBENCH_TEST_CALLS": str(calls), "WMBENCH_TEST_SLEEP": "0.15",
-           "PYTHONPATH": os.pathsep.join([str(TESTS_DIR), os.environ.get("PYTHONPATH", "")])}
-    cmd = [sys.executable, "-m", "wmbench.cli", "annotate", "--no-progress", "--batch-size", "1",
-           *stub_args(root, out, "--top-k", "3")]
+    calls, out, env, cmd = stub_process(tmp_path, 0.15, "--top-k", "3")
     procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for _ in range(2)]
     for proc in procs:
         assert proc.wait(timeout=120) == 0, proc.stderr.read().decode()
