@@ -151,10 +151,10 @@ def _split_root(split: str, data_dir: Path, data_options: dict[str, Any], progre
     return root
 
 
-def load_pairs(spec: DatasetSpec, root: Path, size: int, progress: bool = True,
-               labels: dict[str, str] | None = None) -> Pairs:
-    """The frame pairs of a dataset at `size`, with the motion factors of their action texts (or of
-    `labels[sample_id]` where given). Pairs whose text is outside the language are left out and counted."""
+def load_pairs(spec: DatasetSpec, root: Path, size: int, progress: bool = True) -> Pairs:
+    """The frame pairs of a dataset at `size`, with the motion factors of their action texts (the
+    built-in data: gap-8 pairs; others: the reader's own pairs). Pairs whose text is outside the
+    language are left out and counted."""
     import torch
     from tqdm import tqdm
 
@@ -164,8 +164,7 @@ def load_pairs(spec: DatasetSpec, root: Path, size: int, progress: bool = True,
     transitions = list(FORMATS.get(spec.format)(root, spec, FRAMES if spec.format == "metaworld" else FrameSelection()))
     sources, targets, motions, skipped = [], [], [], 0
     for t in tqdm(transitions, desc=f"load {root.name}", unit="pair", disable=not progress):
-        text = labels.get(t.sample_id) if labels is not None else t.action_text
-        motion = parse_motion(text or "")
+        motion = parse_motion(t.action_text or "")
         if motion is None or t.target is None:
             skipped += 1
             continue
