@@ -69,6 +69,19 @@ metrics: [{metrics}]
 """
 
 
+#: A task over the pairs dataset that belongs to suite `pairsub`, with a `{seed}` and a limit of 6.
+SUBSET_TASK = TASK_TEMPLATE.replace("metrics:", "suites: [pairsub]\nlimit: 6\nseed: {seed}\nmetrics:")
+
+
+def write_task(tasks: Path, name: str, kind: str, metrics: str, template: str = TASK_TEMPLATE, **fields) -> Path:
+    """`<tasks>/<name>.yaml` from `template` over the pairs dataset (FDP prompt "{action}", IDP
+    prompt "What happened?")."""
+    path = tasks / f"{name}.yaml"
+    path.write_text(template.format(name=name, kind=kind, prompt="{action}" if kind == "fdp" else "What happened?",
+                                    metrics=metrics, **fields))
+    return path
+
+
 @pytest.fixture
 def workspace(tmp_path, monkeypatch):
     """A data dir with the pairs dataset, task YAMLs pairs_fdp / pairs_idp, and a tasks folder."""
@@ -76,10 +89,8 @@ def workspace(tmp_path, monkeypatch):
     write_pairs(data_dir / "pairs")
     tasks = tmp_path / "tasks"
     tasks.mkdir()
-    (tasks / "pairs_fdp.yaml").write_text(TASK_TEMPLATE.format(
-        name="pairs_fdp", kind="fdp", prompt="{action}", metrics="l1, psnr, ssim, change_iou"))
-    (tasks / "pairs_idp.yaml").write_text(TASK_TEMPLATE.format(
-        name="pairs_idp", kind="idp", prompt="What happened?", metrics="exact_match, token_f1"))
+    write_task(tasks, "pairs_fdp", "fdp", "l1, psnr, ssim, change_iou")
+    write_task(tasks, "pairs_idp", "idp", "exact_match, token_f1")
     monkeypatch.setenv("WMBENCH_DATA_DIR", str(data_dir))
     monkeypatch.setenv("WMBENCH_TASKS_PATH", str(tasks))
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(TESTS_DIR), os.environ.get("PYTHONPATH", "")]))

@@ -55,17 +55,15 @@ class SimJudge(Model):
 def home(tmp_path_factory):
     """Square data (12 pairs, and 40 for the simulated study), task files, and evaluate(): evaluated
     once per module, so that every test exports the same runs."""
-    from conftest import TASK_TEMPLATE, write_pairs
+    from conftest import write_pairs, write_task
 
     root = tmp_path_factory.mktemp("human")
     write_pairs(root / "data" / "pairs")
     write_pairs(root / "data" / "sim", n=40)
     tasks = root / "tasks"
     tasks.mkdir()
-    (tasks / "pairs_fdp.yaml").write_text(TASK_TEMPLATE.format(name="pairs_fdp", kind="fdp", prompt="{action}",
-                                                               metrics="l1, change_iou"))
-    (tasks / "pairs_idp.yaml").write_text(TASK_TEMPLATE.format(name="pairs_idp", kind="idp", prompt="What happened?",
-                                                               metrics="exact_match"))
+    write_task(tasks, "pairs_fdp", "fdp", "l1, change_iou")
+    write_task(tasks, "pairs_idp", "idp", "exact_match")
     judge = "{name: vlm_judge, args: {model: 'test_human:SimJudge', retries: 0}, label: judge}"
     (tasks / "sim_fdp.yaml").write_text(SQUARE_TASK.format(name="sim_fdp", folder="sim", metrics=f"l1, {judge}"))
 

@@ -13,13 +13,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import TASK_TEMPLATE, write_pairs
+from conftest import SUBSET_TASK, write_pairs, write_task
 
 from wmbench.cli import main
 from wmbench.analysis.leaderboard import build, collect, render
 from wmbench.core.stats import macro_mean_ci
 
-SUBSET_TASK = TASK_TEMPLATE.replace("metrics:", "suites: [pairsub]\nlimit: 6\nseed: {seed}\nmetrics:")
 
 
 @pytest.fixture(scope="module")
@@ -30,13 +29,10 @@ def runs(tmp_path_factory):
     write_pairs(root / "data" / "pairs")
     tasks = root / "tasks"
     tasks.mkdir()
-    (tasks / "pairs_fdp.yaml").write_text(TASK_TEMPLATE.format(
-        name="pairs_fdp", kind="fdp", prompt="{action}", metrics="l1, psnr, ssim, change_iou"))
+    write_task(tasks, "pairs_fdp", "fdp", "l1, psnr, ssim, change_iou")
     for subset, seed in (("a", 1), ("b", 2)):
-        (tasks / f"pairs_{subset}_fdp.yaml").write_text(SUBSET_TASK.format(
-            name=f"pairs_{subset}_fdp", kind="fdp", prompt="{action}", metrics="l1, ssim", seed=seed))
-    (tasks / "pairs_na_fdp.yaml").write_text(TASK_TEMPLATE.format(
-        name="pairs_na_fdp", kind="fdp", prompt="{action}", metrics="l1, vlm_judge"))
+        write_task(tasks, f"pairs_{subset}_fdp", "fdp", "l1, ssim", SUBSET_TASK, seed=seed)
+    write_task(tasks, "pairs_na_fdp", "fdp", "l1, vlm_judge")
     cards = {}
     for name, radius in (("soft", 1), ("smear", 3)):
         cards[name] = root / f"{name}.yaml"

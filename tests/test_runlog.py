@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import TASK_TEMPLATE, write_pairs
+from conftest import SUBSET_TASK, write_pairs, write_task
 from PIL import Image
 
 from wmbench.analysis.leaderboard import leaderboard
@@ -21,7 +21,6 @@ from wmbench.log.runlog import RunLog, SampleLog, find_runs, read_run
 from wmbench.models.base import Model
 from wmbench.models.verified import StoredCandidates
 
-SUBSET_TASK = TASK_TEMPLATE.replace("metrics:", "suites: [pairsub]\nlimit: 6\nseed: {seed}\nmetrics:")
 
 
 class Brighten(Model):
@@ -44,15 +43,11 @@ def runs(tmp_path_factory):
     write_pairs(root / "data" / "pairs")
     tasks = root / "tasks"
     tasks.mkdir()
-    (tasks / "pairs_fdp.yaml").write_text(TASK_TEMPLATE.format(
-        name="pairs_fdp", kind="fdp", prompt="{action}", metrics="l1, psnr, ssim, change_iou"))
-    (tasks / "pairs_idp.yaml").write_text(TASK_TEMPLATE.format(
-        name="pairs_idp", kind="idp", prompt="What happened?", metrics="exact_match, token_f1"))
-    (tasks / "pairs_cf_fdp.yaml").write_text(TASK_TEMPLATE.format(
-        name="pairs_cf_fdp", kind="fdp", prompt="{action}", metrics="l1, counterfactual_sensitivity"))
+    write_task(tasks, "pairs_fdp", "fdp", "l1, psnr, ssim, change_iou")
+    write_task(tasks, "pairs_idp", "idp", "exact_match, token_f1")
+    write_task(tasks, "pairs_cf_fdp", "fdp", "l1, counterfactual_sensitivity")
     for subset, seed in (("a", 1), ("b", 2)):
-        (tasks / f"pairs_{subset}_fdp.yaml").write_text(SUBSET_TASK.format(
-            name=f"pairs_{subset}_fdp", kind="fdp", prompt="{action}", metrics="l1, ssim", seed=seed))
+        write_task(tasks, f"pairs_{subset}_fdp", "fdp", "l1, ssim", SUBSET_TASK, seed=seed)
     soft = root / "soft.yaml"
     soft.write_text("name: soft\nadapter: wmbench.models.baselines:BlurModel\nargs: {radius: 1}\n")
     with pytest.MonkeyPatch.context() as mp:
